@@ -1,0 +1,96 @@
+"""HTTP plumbing shared by every handler: bounded JSON bodies, bearer tokens, error mapping."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from core.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    LiutongError,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+
+logger = logging.getLogger("liutong.http")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+# A JWT longer than this is not a token Entra issues; refuse before parsing it.
+MAX_BEARER_TOKEN_CHARS = 16 * 1024
+
+
+def error_response(error: LiutongError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
+
+
+def endpoint(handler: Handler) -> Handler:
+    """Map the exception tree to OpenAI-style error bodies; never leak an unexpected error."""
+
+    @functools.wraps(handler)
+    async def wrapper(req: Request) -> Response:
+        try:
+            return await handler(req)
+        except LiutongError as error:
+            if error.status_code >= 500:
+                logger.warning("%s %s -> %s (%s)", req.method, req.url.path, error.status_code, error.code)
+            return error_response(error)
+        except Exception as error:  # noqa: BLE001 - the last line of defence for every route
+            logger.error(
+                "%s %s -> 500 unhandled %s", req.method, req.url.path, type(error).__name__,
+                exc_info=error,
+            )
+            return error_response(LiutongError("The server had an error processing the request."))
+
+    return wrapper
+
+
+async def read_body(req: Request, *, max_bytes: int) -> bytes:
+    declared = req.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidRequest("Invalid Content-Length header.")
+        if int(declared) > max_bytes:
+            raise PayloadTooLarge(f"Request body exceeds {max_bytes} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in req.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"Request body exceeds {max_bytes} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json_object(req: Request, *, max_bytes: int) -> dict[str, Any]:
+    content_type = req.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type not in ("application/json", "text/json", ""):
+        raise UnsupportedMediaType("Content-Type must be application/json.")
+    raw = await read_body(req, max_bytes=max_bytes)
+    if not raw.strip():
+        raise InvalidRequest("Request body must be a JSON object.")
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise InvalidRequest("Request body is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("Request body must be a JSON object.")
+    return value
+
+
+def bearer_token(req: Request) -> str:
+    header = req.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationFailed("Missing bearer token.", code="missing_token")
+    if len(token) > MAX_BEARER_TOKEN_CHARS:
+        raise AuthenticationFailed("Bearer token is too large.", code="invalid_token")
+    return token

@@ -1,0 +1,85 @@
+"""The one typed settings object. Every field is an env var `LIUTONG_<NAME>`.
+
+The same names appear in `local.settings.sample.json` and in the Bicep app settings;
+a test keeps them in step.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A Key Vault reference that App Service failed to resolve reaches the app as its literal text.
+_UNRESOLVED_KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIUTONG_", extra="ignore")
+
+    # Storage: a connection string locally (Azurite), an endpoint + Entra credential in Azure.
+    storage_connection_string: SecretStr | None = None
+    storage_table_endpoint: str | None = None
+    table_prefix: str = Field(default="liutong", pattern=r"^[A-Za-z][A-Za-z0-9]{0,39}$")
+
+    # The service's own managed identity (user-assigned client ID; empty = system-assigned).
+    managed_identity_client_id: str | None = None
+
+    # Marketplace notification webhook shared secret (`?sig=`).
+    webhook_secret: SecretStr = SecretStr("")
+
+    # Key derivation master secret: Key Vault in Azure, a plain setting locally.
+    key_vault_url: str | None = None
+    master_secret_name: str = "liutong-key-master"
+    master_secret: SecretStr | None = None
+
+    # Key rotation of marketplace keys.
+    key_rotation_days: float = Field(default=30, gt=0)
+    key_rotation_grace_hours: float = Field(default=24, ge=0)
+
+    # Entra token validation.
+    entra_authority: str = "https://login.microsoftonline.com"
+    entra_v1_issuer_host: str = "https://sts.windows.net"
+    api_app_id_uri: str = ""
+    api_client_id: str = ""
+    jwks_max_age_hours: float = Field(default=24, gt=0)
+    jwks_min_refresh_seconds: float = Field(default=60, ge=0)
+    token_leeway_seconds: int = Field(default=300, ge=0, le=300)
+
+    # Azure Resource Manager, for proving that a token belongs to a managed application.
+    arm_endpoint: str = "https://management.azure.com"
+    arm_credential: Literal["managed_identity", "msal"] = "managed_identity"
+    arm_tenant_id: str | None = None
+    arm_client_id: str | None = None
+    arm_client_secret_name: str | None = None
+
+    # Request hygiene.
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    http_timeout_seconds: float = Field(default=10, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_unresolved_key_vault_reference(cls, value: object) -> object:
+        if isinstance(value, str) and value.startswith(_UNRESOLVED_KEY_VAULT_REFERENCE):
+            raise ValueError("a Key Vault reference was not resolved by the platform")
+        return value
+
+    @property
+    def audiences(self) -> list[str]:
+        return [a for a in (self.api_app_id_uri, self.api_client_id) if a]
+
+    @property
+    def entra_authority_base(self) -> str:
+        return self.entra_authority.rstrip("/")
+
+    @property
+    def v1_issuer_base(self) -> str:
+        return self.entra_v1_issuer_host.rstrip("/")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,91 @@
+"""Table Storage adapter plumbing: one async service client, table names, storage errors.
+
+In Azure the service reaches its tables by endpoint + Entra credential (no shared keys);
+locally by an Azurite connection string.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables.aio import TableClient, TableServiceClient
+
+from core.errors import StorageUnavailable
+from core.settings import Settings
+
+TABLES = ("keys", "keyindex", "deployments", "audit")
+
+
+def table_name(settings: Settings, logical: str) -> str:
+    return f"{settings.table_prefix}{logical}"
+
+
+def make_credential(settings: Settings) -> AsyncTokenCredential:
+    from azure.identity.aio import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
+
+
+class Tables:
+    """Owns the async TableServiceClient and hands out per-table clients."""
+
+    def __init__(self, settings: Settings, *, credential: AsyncTokenCredential | None = None) -> None:
+        self._settings = settings
+        self._owned_credential: AsyncTokenCredential | None = None
+        if settings.storage_connection_string is not None:
+            self.service = TableServiceClient.from_connection_string(
+                settings.storage_connection_string.get_secret_value()
+            )
+        elif settings.storage_table_endpoint:
+            if credential is None:
+                credential = self._owned_credential = make_credential(settings)
+            self.service = TableServiceClient(endpoint=settings.storage_table_endpoint, credential=credential)
+        else:
+            raise ValueError(
+                "Set LIUTONG_STORAGE_CONNECTION_STRING (local) or LIUTONG_STORAGE_TABLE_ENDPOINT (Azure)."
+            )
+        self._clients: dict[str, TableClient] = {}
+
+    def table(self, logical: str) -> TableClient:
+        if logical not in self._clients:
+            self._clients[logical] = self.service.get_table_client(table_name(self._settings, logical))
+        return self._clients[logical]
+
+    async def ensure_tables(self) -> None:
+        with storage_errors():
+            for logical in TABLES:
+                await self.service.create_table_if_not_exists(table_name(self._settings, logical))
+
+    async def ping(self) -> None:
+        """One cheap authenticated round trip; raises StorageUnavailable when it fails."""
+        with storage_errors():
+            async for _ in self.table("deployments").query_entities("PartitionKey eq '~'", results_per_page=1):
+                break
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        await self.service.close()
+        if self._owned_credential is not None:
+            await self._owned_credential.close()
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """Turn transport/service failures into StorageUnavailable; let expected ones through."""
+    try:
+        yield
+    except (ResourceNotFoundError, ResourceExistsError, ResourceModifiedError):
+        raise
+    except (AzureError, OSError, TimeoutError) as error:
+        reason = "authentication" if isinstance(error, ClientAuthenticationError) else type(error).__name__
+        raise StorageUnavailable(f"Storage is unavailable ({reason}).") from error

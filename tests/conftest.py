@@ -1,0 +1,55 @@
+"""Shared fixtures: a real Azurite Table service for the session, isolated tables per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from core.settings import Settings
+from core.tables import Tables
+from localdev import azurite
+
+
+@pytest.fixture(scope="session")
+def azurite_connection_string() -> Iterator[str]:
+    port = azurite.free_port()
+    process = azurite.start_azurite(port=port)
+    try:
+        yield azurite.connection_string("127.0.0.1", port)
+    finally:
+        azurite.stop(process)
+
+
+@pytest.fixture
+def table_prefix() -> str:
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def make_settings(azurite_connection_string: str, table_prefix: str) -> Callable[..., Settings]:
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "storage_connection_string": azurite_connection_string,
+            "table_prefix": table_prefix,
+            "webhook_secret": "test-webhook-secret",
+            "master_secret": "test-master-secret-0123456789abcdef",
+            "api_app_id_uri": "api://liutong-test",
+            "api_client_id": "11111111-2222-3333-4444-555555555555",
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return build
+
+
+@pytest.fixture
+async def tables(make_settings: Callable[..., Settings]) -> AsyncIterator[Tables]:
+    store = Tables(make_settings())
+    await store.ensure_tables()
+    try:
+        yield store
+    finally:
+        await store.close()
