@@ -1,7 +1,5 @@
 """HTTP plumbing shared by every handler: bounded JSON bodies, bearer tokens, error mapping."""
 
-from __future__ import annotations
-
 import functools
 import json
 import logging
@@ -42,7 +40,7 @@ def endpoint(handler: Handler) -> Handler:
             if error.status_code >= 500:
                 logger.warning("%s %s -> %s (%s)", req.method, req.url.path, error.status_code, error.code)
             return error_response(error)
-        except Exception as error:  # noqa: BLE001 - the last line of defence for every route
+        except Exception as error:
             logger.error(
                 "%s %s -> 500 unhandled %s", req.method, req.url.path, type(error).__name__,
                 exc_info=error,

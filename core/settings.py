@@ -32,7 +32,7 @@ class Settings(BaseSettings):
 
     # Key derivation master secret: Key Vault in Azure, a plain setting locally.
     key_vault_url: str | None = None
-    master_secret_name: str = "liutong-key-master"
+    master_secret_name: str = "liutong-key-master"  # noqa: S105 - a secret name, not a secret
     master_secret: SecretStr | None = None
 
     # Key rotation of marketplace keys.

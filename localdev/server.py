@@ -1,0 +1,49 @@
+"""The local host: the same route table as function_app.py, mounted in Starlette for uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+import services
+from core.errors import LiutongError, MethodNotAllowed, NotFound
+from core.http import error_response
+from core.settings import Settings
+from routes import ROUTES
+
+
+def build_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        built = await services.Services.create(settings)
+        services.install(built)
+        try:
+            yield
+        finally:
+            services.install(None)
+            await built.close()
+
+    routes = [Route(spec.path, spec.handler, methods=list(spec.methods)) for spec in ROUTES]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
+    )
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    error: LiutongError
+    if exc.status_code == 405:
+        error = MethodNotAllowed(f"Method {request.method} is not allowed here.")
+    elif exc.status_code == 404:
+        error = NotFound(f"No route for {request.url.path}.")
+    else:
+        error = LiutongError(str(exc.detail))
+        error.status_code = exc.status_code
+    return error_response(error)

@@ -1,0 +1,30 @@
+"""The one route table. function_app.py registers it with the Functions host; the local
+server mounts the same handlers in Starlette."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.health import health
+from core.http import Handler
+from provisioning.handlers import exchange_key, marketplace_notification, rotate_key
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    route: str  # as the Functions host sees it (host.json routePrefix is "")
+    methods: tuple[str, ...]
+    handler: Handler
+
+    @property
+    def path(self) -> str:
+        return "/" + self.route
+
+
+ROUTES: tuple[RouteSpec, ...] = (
+    # ARM appends /resource to the registered notification URL (…/api/marketplace?sig=…).
+    RouteSpec("api/marketplace/resource", ("POST",), marketplace_notification),
+    RouteSpec("api/provisioning/key", ("POST",), exchange_key),
+    RouteSpec("api/provisioning/key/rotate", ("POST",), rotate_key),
+    RouteSpec("api/health", ("GET",), health),
+)

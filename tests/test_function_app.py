@@ -1,0 +1,78 @@
+"""What the Functions host would index, checked through app.get_functions()."""
+
+import importlib
+import inspect
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import azure.functions as func
+import azurefunctions.extensions.http.fastapi as streaming
+from starlette.responses import Response
+
+from routes import ROUTES
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPECTED = {
+    ("api/marketplace/resource", ("POST",)),
+    ("api/provisioning/key", ("POST",)),
+    ("api/provisioning/key/rotate", ("POST",)),
+    ("api/health", ("GET",)),
+}
+
+
+def fresh_function_app() -> ModuleType:
+    # get_functions() may run only once per app object: import a fresh module each time.
+    sys.modules.pop("function_app", None)
+    return importlib.import_module("function_app")
+
+
+def http_functions() -> list[Any]:
+    module = fresh_function_app()
+    return [f for f in module.app.get_functions() if f.get_trigger().get_binding_name() == "httpTrigger"]
+
+
+def test_every_route_method_and_auth_level_is_indexed() -> None:
+    indexed = set()
+    for function in http_functions():
+        trigger = function.get_trigger()
+        methods = tuple(str(m.value if hasattr(m, "value") else m) for m in trigger.methods)
+        indexed.add((trigger.route, methods))
+        assert trigger.auth_level == func.AuthLevel.ANONYMOUS
+    assert indexed == EXPECTED
+    assert {(r.route, r.methods) for r in ROUTES} == EXPECTED
+
+
+def test_function_names_are_unique() -> None:
+    names = [f.get_function_name() for f in fresh_function_app().app.get_functions()]
+    assert len(names) == len(set(names))
+
+
+def test_every_http_function_uses_the_streaming_extension_types() -> None:
+    # Mixing streaming and classic HTTP functions is unsupported and nothing offline catches it.
+    for function in http_functions():
+        user_function = function.get_user_function()
+        assert inspect.iscoroutinefunction(user_function)
+        parameters = list(inspect.signature(user_function).parameters.values())
+        trigger_name = function.get_trigger().name
+        assert [p.name for p in parameters] == [trigger_name]
+        assert parameters[0].annotation is streaming.Request
+        returned = inspect.signature(user_function).return_annotation
+        assert isinstance(returned, type) and issubclass(returned, Response)
+        bindings = function.get_bindings_dict()["bindings"]
+        assert {b["type"] for b in bindings} == {"httpTrigger", "http"}
+
+
+def test_host_json_serves_openai_paths_without_a_prefix() -> None:
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["extensions"]["http"]["routePrefix"] == ""
+    assert host["version"] == "2.0"
+
+
+def test_init_indexing_is_enabled_for_the_streaming_extension() -> None:
+    values = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    assert values["PYTHON_ENABLE_INIT_INDEXING"] == "1"
+    requirements = (ROOT / "requirements.txt").read_text()
+    assert "azurefunctions-extensions-http-fastapi" in requirements
