@@ -71,6 +71,7 @@ class Services:
 
     async def close(self) -> None:
         await self.tables.close()
+        await self.masters.close()
         for closer in self._closers:
             await closer.close()
         await self.credential.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -16,6 +17,11 @@ from core.errors import LiutongError, MethodNotAllowed, NotFound
 from core.http import error_response
 from core.settings import Settings
 from routes import ROUTES
+
+# No access log: it would record client IPs and the webhook URL with its secret. Oversized
+# headers (a 100 KB bearer token) reach the handlers, which refuse them with a proper 401 body
+# instead of uvicorn's bare 400.
+UVICORN_OPTIONS: dict[str, Any] = {"access_log": False, "h11_max_incomplete_event_size": 256 * 1024}
 
 
 def build_app(settings: Settings) -> Starlette:

@@ -11,6 +11,7 @@ import pytest
 from core.settings import Settings
 from core.tables import Tables
 from localdev import azurite
+from localdev.stack import LocalStack, Ports
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +54,14 @@ async def tables(make_settings: Callable[..., Settings]) -> AsyncIterator[Tables
         yield store
     finally:
         await store.close()
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    """The whole service on loopback: Azurite, the Azure stand-in, the service under uvicorn."""
+    local = LocalStack(ports=Ports.free(), setting_overrides={"jwks_min_refresh_seconds": 0})
+    local.start()
+    try:
+        yield local
+    finally:
+        local.stop()

@@ -1,0 +1,74 @@
+"""`make run`: Azurite + the Azure stand-in + the service on loopback, service in the foreground."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import uvicorn
+
+from localdev.server import UVICORN_OPTIONS, build_app
+from localdev.stack import API_APP_ID_URI, HOST, LocalStack, Ports
+
+WALKTHROUGH = """\
+Liutong provisioning is running locally (Ctrl-C stops everything):
+  service        {service}
+  Azure stand-in {standin}   (Entra OIDC/JWKS, managed identity endpoint, ARM)
+  Azurite tables http://{host}:{azurite}/devstoreaccount1
+
+  webhook secret         {secret}
+  IDENTITY_ENDPOINT={identity_endpoint}
+  IDENTITY_HEADER={identity_header}
+
+Walkthrough (a second shell, from this directory; `make demo` runs the same as a script):
+
+  export IDENTITY_ENDPOINT={identity_endpoint} IDENTITY_HEADER={identity_header}
+  APP=/subscriptions/00000000-0000-0000-0000-0000000000aa/resourceGroups/rg/providers/Microsoft.Solutions/applications/demo
+  ARM=$(.venv/bin/python -c "from azure.identity import ManagedIdentityCredential as C; \\
+print(C().get_token('https://management.azure.com/.default').token)")
+  # 1. register a managed app (with a system-assigned identity) in the stand-in's ARM
+  curl -s -X PUT "{standin}$APP?api-version=2021-07-01" -H "Authorization: Bearer $ARM" \\
+    -H 'content-type: application/json' -d '{{"kind":"MarketPlace","location":"westeurope",
+    "plan":{{"name":"standard","product":"liutong","publisher":"liutong","version":"1.0.0"}},
+    "identity":{{"type":"SystemAssigned"}},"properties":{{"managedResourceGroupId":"/subscriptions/00000000-0000-0000-0000-0000000000aa/resourceGroups/mrg"}}}}'
+  USAGE=$(curl -s "{standin}$APP?api-version=2021-07-01" -H "Authorization: Bearer $ARM" | .venv/bin/python -c \\
+    "import json,sys; print(json.load(sys.stdin)['properties']['billingDetails']['resourceUsageId'])")
+  # 2. the Marketplace notification ARM would send
+  curl -s -X POST "{service}/api/marketplace/resource?sig={secret}" -H 'content-type: application/json' \\
+    -d '{{"eventType":"PUT","applicationId":"'$APP'","eventTime":"2026-01-01T00:00:00.0000000Z",
+    "provisioningState":"Succeeded","plan":{{"name":"standard","product":"liutong","publisher":"liutong",
+    "version":"1.0.0"}},"billingDetails":{{"resourceUsageId":"'$USAGE'"}}}}'
+  # 3. the managed app's identity token for Liutong's API, then its key
+  TOKEN=$(.venv/bin/python -c "from azure.identity import ManagedIdentityCredential as C; \\
+print(C(identity_config={{'mi_res_id': '$APP'}}).get_token('{audience}/.default').token)")
+  curl -s -X POST {service}/api/provisioning/key -H "Authorization: Bearer $TOKEN" \\
+    -H 'content-type: application/json' -d '{{"application_id":"'$APP'"}}'
+"""
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("LIUTONG_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s %(message)s")
+    stack = LocalStack(ports=Ports())
+    try:
+        settings = stack.start_dependencies()
+        assert stack.standin is not None
+        print(
+            WALKTHROUGH.format(
+                service=stack.service_url,
+                standin=stack.standin.base_url,
+                host=HOST,
+                azurite=stack.ports.azurite,
+                secret=stack.webhook_secret,
+                identity_endpoint=stack.standin.msi_endpoint,
+                identity_header=stack.standin.identity_header,
+                audience=API_APP_ID_URI,
+            ),
+            flush=True,
+        )
+        uvicorn.run(build_app(settings), host=HOST, port=stack.ports.service, log_level="info", **UVICORN_OPTIONS)
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""The whole service on loopback with its real parts: Azurite, the Azure stand-in, the service.
+
+Used by `make run` (service in the foreground), `make demo`, the end-to-end tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from core.settings import Settings
+from localdev import azurite
+from localdev.server import UVICORN_OPTIONS, build_app
+from localdev.standin import RunningStandin, start_in_thread
+
+HOST = "127.0.0.1"
+API_APP_ID_URI = "api://liutong-local"
+API_CLIENT_ID = "6c1f0a0e-5d7b-4f4e-9d55-4c8c0f1a7e21"
+# Variables that would make azure-identity pick another managed-identity host than App Service's.
+_COMPETING_IDENTITY_VARS = ("MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT", "IDENTITY_SERVER_THUMBPRINT")
+
+
+@dataclass
+class Ports:
+    service: int = 7071
+    standin: int = 7072
+    azurite: int = 10002
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(service=azurite.free_port(), standin=azurite.free_port(), azurite=azurite.free_port())
+
+
+@dataclass
+class LocalStack:
+    ports: Ports = field(default_factory=Ports)
+    webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    master_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    setting_overrides: dict[str, Any] = field(default_factory=dict)
+    azurite_process: subprocess.Popen[bytes] | None = None
+    standin: RunningStandin | None = None
+    _server: uvicorn.Server | None = None
+    _thread: threading.Thread | None = None
+
+    @property
+    def service_url(self) -> str:
+        return f"http://{HOST}:{self.ports.service}"
+
+    def start_dependencies(self) -> Settings:
+        """Start Azurite and the stand-in, point this process's identity at the stand-in."""
+        self.azurite_process = azurite.start_azurite(HOST, self.ports.azurite)
+        self.standin = start_in_thread(HOST, self.ports.standin)
+        for name in _COMPETING_IDENTITY_VARS:
+            os.environ.pop(name, None)
+        os.environ.update(self.standin.environ())
+        return self.settings()
+
+    def settings(self) -> Settings:
+        assert self.standin is not None
+        values: dict[str, Any] = {
+            "storage_connection_string": azurite.connection_string(HOST, self.ports.azurite),
+            "webhook_secret": self.webhook_secret,
+            "master_secret": self.master_secret,
+            "key_vault_url": None,
+            "entra_authority": self.standin.base_url,
+            "entra_v1_issuer_host": f"{self.standin.base_url}/sts",
+            "arm_endpoint": self.standin.base_url,
+            "api_app_id_uri": API_APP_ID_URI,
+            "api_client_id": API_CLIENT_ID,
+            "managed_identity_client_id": None,
+        }
+        values.update(self.setting_overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    def start(self) -> Settings:
+        """Everything, with the service in a background thread (demo, tests, benchmark)."""
+        settings = self.start_dependencies()
+        config = uvicorn.Config(
+            build_app(settings), host=HOST, port=self.ports.service, log_level="warning", **UVICORN_OPTIONS
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="liutong-service", daemon=True)
+        self._thread.start()
+        azurite.wait_for_port(HOST, self.ports.service)
+        return settings
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+        if self.standin is not None:
+            self.standin.stop()
+        if self.azurite_process is not None:
+            azurite.stop(self.azurite_process)
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
