@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
@@ -39,10 +40,10 @@ class Services:
     _closers: list[AsyncTokenCredential] = field(default_factory=list)
 
     @classmethod
-    async def create(cls, settings: Settings) -> Services:
+    async def create(cls, settings: Settings, *, table_options: dict[str, Any] | None = None) -> Services:
         http = httpx.AsyncClient(timeout=settings.http_timeout_seconds, follow_redirects=False)
         credential = service_credential(settings)
-        tables = Tables(settings, credential=credential)
+        tables = Tables(settings, credential=credential, **(table_options or {}))
         await tables.ensure_tables()
         masters = master_secret_provider(settings, credential=credential)
         keys = KeyRepository(tables)

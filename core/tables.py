@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
@@ -38,17 +39,21 @@ def make_credential(settings: Settings) -> AsyncTokenCredential:
 class Tables:
     """Owns the async TableServiceClient and hands out per-table clients."""
 
-    def __init__(self, settings: Settings, *, credential: AsyncTokenCredential | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, credential: AsyncTokenCredential | None = None, **client_options: Any
+    ) -> None:
         self._settings = settings
         self._owned_credential: AsyncTokenCredential | None = None
         if settings.storage_connection_string is not None:
             self.service = TableServiceClient.from_connection_string(
-                settings.storage_connection_string.get_secret_value()
+                settings.storage_connection_string.get_secret_value(), **client_options
             )
         elif settings.storage_table_endpoint:
             if credential is None:
                 credential = self._owned_credential = make_credential(settings)
-            self.service = TableServiceClient(endpoint=settings.storage_table_endpoint, credential=credential)
+            self.service = TableServiceClient(
+                endpoint=settings.storage_table_endpoint, credential=credential, **client_options
+            )
         else:
             raise ValueError(
                 "Set LIUTONG_STORAGE_CONNECTION_STRING (local) or LIUTONG_STORAGE_TABLE_ENDPOINT (Azure)."

@@ -40,7 +40,7 @@ print(C().get_token('https://management.azure.com/.default').token)")
     "version":"1.0.0"}},"billingDetails":{{"resourceUsageId":"'$USAGE'"}}}}'
   # 3. the managed app's identity token for Liutong's API, then its key
   TOKEN=$(.venv/bin/python -c "from azure.identity import ManagedIdentityCredential as C; \\
-print(C(identity_config={{'mi_res_id': '$APP'}}).get_token('{audience}/.default').token)")
+print(C(identity_config={{'resource_id': '$APP'}}).get_token('{audience}/.default').token)")
   curl -s -X POST {service}/api/provisioning/key -H "Authorization: Bearer $TOKEN" \\
     -H 'content-type: application/json' -d '{{"application_id":"'$APP'"}}'
 """
@@ -48,6 +48,8 @@ print(C(identity_config={{'mi_res_id': '$APP'}}).get_token('{audience}/.default'
 
 def main() -> None:
     logging.basicConfig(level=os.environ.get("LIUTONG_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s %(message)s")
+    # The Azure SDK logs every request's headers at INFO; the service's own lines are what matter here.
+    logging.getLogger("azure").setLevel(logging.WARNING)
     stack = LocalStack(ports=Ports())
     try:
         settings = stack.start_dependencies()

@@ -1,0 +1,124 @@
+"""`make demo`: the README walkthrough as a script. Exits 0 only if every step behaved.
+
+Starts its own stack on free loopback ports, so it runs beside `make run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from localdev import clients
+from localdev.stack import API_APP_ID_URI, LocalStack, Ports
+
+SUBSCRIPTION = "00000000-0000-0000-0000-0000000000aa"
+APPLICATION_ID = (
+    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/customer-rg/providers/Microsoft.Solutions/applications/demo"
+)
+PLAN = {"publisher": "liutong", "product": "liutong-llm", "name": "standard", "version": "1.0.0"}
+
+
+class Demo:
+    def __init__(self, stack: LocalStack, http: httpx.AsyncClient) -> None:
+        self.stack = stack
+        self.http = http
+        self.usage_id = ""
+        self.token = ""
+        self.keys: list[str] = []
+        self.failures = 0
+
+    async def step(self, title: str, action: Callable[[], Awaitable[str]]) -> None:
+        try:
+            detail = await action()
+        except Exception as error:  # noqa: BLE001 - a demo step reports any failure and goes on
+            self.failures += 1
+            print(f"  FAIL  {title}: {type(error).__name__}: {error}", flush=True)
+            return
+        print(f"  ok    {title}: {detail}", flush=True)
+
+    async def register(self) -> str:
+        assert self.stack.standin is not None
+        document = await clients.register_application(
+            self.stack.standin.base_url, APPLICATION_ID, plan=PLAN,
+            managed_resource_group_id=f"/subscriptions/{SUBSCRIPTION}/resourceGroups/demo-mrg",
+        )
+        self.usage_id = document["properties"]["billingDetails"]["resourceUsageId"]
+        return f"identity oid {document['identity']['principalId']}"
+
+    async def notify(self, event_type: str, state: str, when: str) -> str:
+        payload = clients.notification(APPLICATION_ID, event_type, state, when, plan=PLAN, usage_id=self.usage_id)
+        response = await self.http.post(f"/api/marketplace/resource?sig={self.stack.webhook_secret}", json=payload)
+        expect(response, 200)
+        return f"deployment is {response.json()['provisioningState']}"
+
+    async def exchange(self, path: str = "/api/provisioning/key") -> dict[str, Any]:
+        response = await self.http.post(
+            path, json={"application_id": APPLICATION_ID}, headers={"authorization": f"Bearer {self.token}"}
+        )
+        expect(response, 200)
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def first_exchange(self) -> str:
+        self.token = await clients.managed_app_token(APPLICATION_ID, API_APP_ID_URI)
+        body = await self.exchange()
+        again = await self.exchange()
+        check(again["key"] == body["key"], "a second fetch returned another key")
+        self.keys.append(body["key"])
+        return f"key {body['prefix']}… ({body['key_id']}), rotates at {body['rotates_at']}"
+
+    async def forced_rotation(self) -> str:
+        body = await self.exchange("/api/provisioning/key/rotate")
+        check(body["key"] != self.keys[-1], "rotation returned the same key")
+        check(body["previous_key_valid_until"] is not None, "no grace period for the previous key")
+        self.keys.append(body["key"])
+        return f"new key {body['prefix']}…, previous valid until {body['previous_key_valid_until']}"
+
+    async def refused_after_delete(self) -> str:
+        response = await self.http.post(
+            "/api/provisioning/key", json={"application_id": APPLICATION_ID},
+            headers={"authorization": f"Bearer {self.token}"},
+        )
+        expect(response, 403)
+        return f"403 {response.json()['error']['code']}"
+
+    async def run(self) -> int:
+        print("Liutong provisioning walkthrough", flush=True)
+        await self.step("register a managed app in ARM (stand-in)", self.register)
+        await self.step("webhook PUT Accepted", lambda: self.notify("PUT", "Accepted", "2026-01-01T00:00:00.1234567Z"))
+        await self.step("webhook PUT Succeeded", lambda: self.notify("PUT", "Succeeded", "2026-01-01T00:05:00Z"))
+        await self.step("key exchange through azure-identity", self.first_exchange)
+        await self.step("forced rotation", self.forced_rotation)
+        await self.step("webhook DELETE Deleting", lambda: self.notify("DELETE", "Deleting", "2026-01-02T00:00:00Z"))
+        await self.step("webhook DELETE Deleted", lambda: self.notify("DELETE", "Deleted", "2026-01-02T00:03:00Z"))
+        await self.step("key exchange refused after delete", self.refused_after_delete)
+        print("all steps behaved" if not self.failures else f"{self.failures} step(s) failed", flush=True)
+        return 0 if not self.failures else 1
+
+
+def expect(response: httpx.Response, status: int) -> None:
+    if response.status_code != status:
+        raise AssertionError(f"expected {status}, got {response.status_code}: {response.text[:300]}")
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise AssertionError(message)
+
+
+async def main() -> int:
+    stack = LocalStack(ports=Ports.free())
+    stack.start()
+    try:
+        async with httpx.AsyncClient(base_url=stack.service_url, timeout=30) as http:
+            return await Demo(stack, http).run()
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
