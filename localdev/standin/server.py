@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import tempfile
 import threading
 import time
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import uvicorn
 
+from localdev.keyvault_standin import write_self_signed_cert
 from localdev.standin.app import create_app
 from localdev.standin.msi import PATH as MSI_PATH
 from localdev.standin.state import StandinConfig, StandinState
@@ -29,25 +32,39 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def base_url_of(sock: socket.socket) -> str:
+def base_url_of(sock: socket.socket, scheme: str = "http") -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def build_config(config: StandinConfig | None, overrides: dict[str, Any]) -> StandinConfig:
     return dataclasses.replace(config or StandinConfig(), **overrides)
 
 
-def make_server(state: StandinState) -> uvicorn.Server:
+def make_server(state: StandinState, tls: tuple[Path, Path] | None = None) -> uvicorn.Server:
+    """`tls` is (certificate, key) PEM files; None serves plain HTTP."""
     app = create_app(state)
-    return uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    ssl: dict[str, Any] = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}
+    return uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, **ssl))
 
 
 class RunningStandin:
-    def __init__(self, state: StandinState, server: uvicorn.Server, thread: threading.Thread) -> None:
+    def __init__(
+        self,
+        state: StandinState,
+        server: uvicorn.Server,
+        thread: threading.Thread,
+        tls_dir: tempfile.TemporaryDirectory[str] | None = None,
+    ) -> None:
         self.state = state
         self._server = server
         self._thread = thread
+        self._tls_dir = tls_dir
+
+    @property
+    def ca_path(self) -> Path | None:
+        """The self-signed certificate to trust (e.g. msal's `verify=`) when served over HTTPS."""
+        return Path(self._tls_dir.name) / "cert.pem" if self._tls_dir else None
 
     @property
     def base_url(self) -> str:
@@ -68,6 +85,8 @@ class RunningStandin:
     def stop(self, timeout: float = 10.0) -> None:
         self._server.should_exit = True
         self._thread.join(timeout)
+        if self._tls_dir is not None:
+            self._tls_dir.cleanup()
 
     def __enter__(self) -> RunningStandin:
         return self
@@ -83,16 +102,20 @@ def start_in_thread(
     port: int = 0,
     *,
     config: StandinConfig | None = None,
+    tls: bool = False,
     startup_timeout: float = 10.0,
     **overrides: Any,
 ) -> RunningStandin:
     """Serve on host:port (0 = any free port) and return once it accepts connections.
 
     `overrides` are StandinConfig fields, e.g. identity_header="x", service_client_id="...".
+    With `tls`, serves HTTPS with a fresh self-signed certificate (`ca_path`): msal refuses http authorities.
     """
     sock = bind(host, port)
-    state = StandinState(base_url_of(sock), build_config(config, overrides))
-    server = make_server(state)
+    tls_dir = tempfile.TemporaryDirectory(prefix="standin-tls-") if tls else None
+    cert_and_key = write_self_signed_cert(Path(tls_dir.name), host=host) if tls_dir else None
+    state = StandinState(base_url_of(sock, "https" if tls else "http"), build_config(config, overrides))
+    server = make_server(state, cert_and_key)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="azure-standin", daemon=True
     )
@@ -102,6 +125,8 @@ def start_in_thread(
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
             sock.close()
+            if tls_dir is not None:
+                tls_dir.cleanup()
             raise RuntimeError(f"the Azure stand-in did not start on {state.base_url}")
         time.sleep(0.02)
-    return RunningStandin(state, server, thread)
+    return RunningStandin(state, server, thread, tls_dir)

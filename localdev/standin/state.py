@@ -12,6 +12,7 @@ from typing import Any
 
 import jwt
 
+from localdev.standin.app_registrations import AppRegistrations
 from localdev.standin.arm_store import ArmStore
 from localdev.standin.identities import IdentityRegistry, ManagedIdentity, stable_guid
 from localdev.standin.signing import KeyRing, SigningKey, UnknownSigningKey, b64url
@@ -98,6 +99,16 @@ class StandinState:
             )
         )
         self.arm = ArmStore(self)
+        self.app_registrations = AppRegistrations()
+
+    def register_app_registration(
+        self, *, client_id: str, secret: str, tenant_id: str, object_id: str | None = None
+    ) -> str:
+        """Lets `client_id` use the client-credentials grant with `secret`; returns its service principal's oid."""
+        app = self.app_registrations.register(
+            client_id=client_id, secret=secret, tenant_id=tenant_id, object_id=object_id
+        )
+        return app.object_id
 
     # -- issuers and metadata -------------------------------------------------------------------------
 
@@ -167,7 +178,7 @@ class StandinState:
     def mint_for_identity(self, identity: ManagedIdentity, resource: str) -> tuple[str, int]:
         """What the managed-identity endpoint returns: the token and its expiry (epoch seconds)."""
         aud = audience_for(resource)
-        v2_client_id = self._v2_client_id(aud)
+        v2_client_id = self.v2_client_id(aud)
         lifetime = self.config.token_lifetime_seconds
         token = self.mint_token(
             tid=identity.tenant_id,
@@ -180,7 +191,7 @@ class StandinState:
         )
         return token, int(jwt.decode(token, options={"verify_signature": False})["exp"])
 
-    def _v2_client_id(self, aud: str) -> str | None:
+    def v2_client_id(self, aud: str) -> str | None:
         for resource, client_id in self.config.v2_resources.items():
             if aud.rstrip("/").lower() in (resource.rstrip("/").lower(), client_id.lower()):
                 return client_id

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from azure.core.exceptions import ResourceNotFoundError
+
 from core.tables import TABLES, Tables
 from localdev import clients
 from localdev.stack import API_APP_ID_URI, LocalStack
@@ -33,7 +35,7 @@ async def snapshot(stack: LocalStack) -> dict[str, list[dict[str, Any]]]:
         for name in TABLES:
             try:
                 result[name] = [dict(e) async for e in tables.table(name).list_entities()]
-            except Exception:
+            except ResourceNotFoundError:
                 result[name] = []
         return result
     finally:

@@ -195,3 +195,26 @@ async def test_master_secret_change_rotates_to_a_new_generation(world: World, ta
     assert second.key != first.key and second.key_id != first.key_id
 
 
+
+
+async def test_every_provisioning_event_is_audited_without_keys(world: World, tables: Tables) -> None:
+    grant = await world.exchange.exchange(claims(), APP_ID)
+    rotated = await world.exchange.exchange(claims(), APP_ID, force_rotate=True)
+    with pytest.raises(PermissionDenied):
+        await world.exchange.exchange(claims(oid="00000000-0000-0000-0000-00000000beef"), APP_ID)
+    await world.webhook.handle(notification("DELETE", "Deleted", app_id=APP_ID, event_time="2026-11-23T10:00:00Z"))
+    rows = [dict(e) async for e in tables.table("audit").list_entities()]
+    actions = {row["action"] for row in rows}
+    assert {
+        "provisioning.webhook.put", "provisioning.webhook.delete", "provisioning.bind", "provisioning.mint",
+        "provisioning.rotate", "provisioning.refuse", "provisioning.revoke",
+    } <= actions
+    minted = next(row for row in rows if row["action"] == "provisioning.mint")
+    assert (minted["actor_oid"], minted["actor_tid"], minted["plan_id"]) == (OID, TID, "standard")
+    assert minted["resource_id"] == APP_ID and minted["key_id"] == grant.key_id
+    revoked = {row["key_id"] for row in rows if row["action"] == "provisioning.revoke"}
+    assert revoked == {grant.key_id, rotated.key_id}
+    refusal = next(row for row in rows if row["action"] == "provisioning.refuse")
+    assert refusal["outcome"] == "refused" and refusal["actor_oid"].endswith("beef")
+    text = repr(rows)
+    assert grant.key not in text and rotated.key not in text
