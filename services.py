@@ -44,7 +44,14 @@ class Services:
         http = httpx.AsyncClient(timeout=settings.http_timeout_seconds, follow_redirects=False)
         credential = service_credential(settings)
         tables = Tables(settings, credential=credential, **(table_options or {}))
-        await tables.ensure_tables()
+        try:
+            await tables.ensure_tables()
+        except BaseException:
+            # A cold start during a storage outage answers 503 and is retried: leak nothing.
+            await tables.close()
+            await credential.close()
+            await http.aclose()
+            raise
         masters = master_secret_provider(settings, credential=credential)
         keys = KeyRepository(tables)
         deployments = DeploymentStore(tables)
