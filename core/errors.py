@@ -109,3 +109,37 @@ class UpstreamUnavailable(ServiceUnavailable):
 
 class ConcurrencyConflict(Exception):
     """An ETag-conditional write lost a race. Internal: callers re-read and retry."""
+
+
+class RateLimited(LiutongError):
+    """RPM/TPM exceeded: the caller may retry after `retry_after` seconds."""
+
+    status_code = 429
+    error_type = "requests"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float, headers: dict[str, str] | None = None, **kwargs: Any):
+        merged = dict(headers or {})
+        merged["retry-after"] = str(max(1, round(retry_after + 0.4999)))
+        merged["retry-after-ms"] = str(max(1, int(retry_after * 1000)))
+        super().__init__(message, headers=merged, **kwargs)
+
+
+class InsufficientQuota(LiutongError):
+    """Monthly quota or prepaid balance exhausted: retrying does not help."""
+
+    status_code = 429
+    error_type = "insufficient_quota"
+    default_code = "insufficient_quota"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, **kwargs: Any):
+        merged = dict(headers or {})
+        # The openai SDK honours this header and does not retry the request three times.
+        merged["x-should-retry"] = "false"
+        super().__init__(message, headers=merged, **kwargs)
+
+
+class UpstreamTimeout(LiutongError):
+    status_code = 504
+    error_type = "server_error"
+    default_code = "upstream_timeout"

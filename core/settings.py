@@ -55,6 +55,27 @@ class Settings(BaseSettings):
     arm_client_id: str | None = None
     arm_client_secret_name: str | None = None
 
+    # OpenAI-compatible proxy.
+    upstreams_file: str = "config/upstreams.json"
+    plans_file: str = "config/plans.json"
+    principal_cache_ttl_seconds: float = Field(default=30, ge=0)
+    principal_negative_cache_ttl_seconds: float = Field(default=5, ge=0)
+    proxy_max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    upstream_connect_timeout_seconds: float = Field(default=10, gt=0)
+    upstream_read_timeout_seconds: float = Field(default=300, gt=0)
+    stream_drain_max_seconds: float = Field(default=60, ge=0)
+    quota_sync_interval_seconds: float = Field(default=5, gt=0)
+
+    # Usage records.
+    usage_durability: Literal["async", "sync"] = "async"
+    usage_journal_dir: str = ""
+    usage_batch_max: int = Field(default=100, gt=0, le=100)
+    usage_flush_interval_ms: int = Field(default=50, gt=0)
+
+    # Marketplace Metering Service.
+    metering_endpoint: str = "https://marketplaceapi.microsoft.com"
+    metering_credential: Literal["managed_identity", "msal"] = "managed_identity"
+
     # Request hygiene.
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     http_timeout_seconds: float = Field(default=10, gt=0)
