@@ -23,7 +23,7 @@ from azure.data.tables.aio import TableClient, TableServiceClient
 from core.errors import StorageUnavailable
 from core.settings import Settings
 
-TABLES = ("keys", "keyindex", "deployments", "audit")
+TABLES = ("keys", "keyindex", "deployments", "audit", "teams")
 
 
 def table_name(settings: Settings, logical: str) -> str:
