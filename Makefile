@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test lint typecheck unit demo bench clean
+.PHONY: setup run test lint typecheck unit demo bench clean infra-check package
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -15,6 +15,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# checkov gets its own venv: it pins packaging<24, which pytest 9 cannot share.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.installed: infra/requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements-checkov.txt
 	touch $@
 
 run: setup
@@ -32,10 +39,25 @@ typecheck: setup
 unit: setup
 	$(BIN)/python -m pytest
 
-test: lint typecheck unit
+# checkov on infra/ (Bicep); fails on any failed check and on files checkov could not parse.
+infra-check: setup $(CHECKOV_VENV)/.installed
+	$(BIN)/python scripts/check_infra.py --checkov $(CHECKOV_VENV)/bin/checkov infra
+
+test: lint typecheck infra-check unit
+
+# The managed-application package for Partner Center (needs a Bicep CLI, or az with `az bicep install`):
+#   make package LIUTONG_SERVICE_URL=https://<host> LIUTONG_API_APP_ID_URI=api://... LIUTONG_API_CLIENT_ID=<id>
+package: setup
+	$(BIN)/python scripts/package_marketplace.py
 
 bench: setup
 	$(BIN)/python -m bench.key_exchange
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache dist
+
+# The proxy against the mock upstream directly and against LiteLLM (installs wrk and LiteLLM's venv on
+# first use). ARGS=... passes options, e.g. `make bench-proxy ARGS="--rounds 3 --profile"`.
+.PHONY: bench-proxy
+bench-proxy: setup
+	$(BIN)/python -m bench.proxy $(ARGS)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from core.health import health
 from core.http import Handler
 from provisioning.handlers import exchange_key, marketplace_notification, rotate_key
+from proxy.handlers import chat_completions, embeddings, list_models
 
 
 @dataclass(frozen=True)
@@ -27,4 +28,8 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("api/provisioning/key", ("POST",), exchange_key),
     RouteSpec("api/provisioning/key/rotate", ("POST",), rotate_key),
     RouteSpec("api/health", ("GET",), health),
+    # The OpenAI-compatible surface: base_url is https://<host>/v1.
+    RouteSpec("v1/chat/completions", ("POST",), chat_completions),
+    RouteSpec("v1/embeddings", ("POST",), embeddings),
+    RouteSpec("v1/models", ("GET",), list_models),
 )

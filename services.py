@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -12,16 +11,22 @@ from azure.core.credentials_async import AsyncTokenCredential
 
 from core.settings import Settings, get_settings
 from core.tables import Tables
-from keystore.master_secret import MasterSecretProvider, master_secret_provider
+from keystore.last_used import LastUsedRecorder
+from keystore.master_secret import MasterSecretProvider
 from keystore.repository import KeyRepository
-from provisioning.arm import ArmClient
+from keystore.teams import TeamStore
+from metering.limits import PlanLimiter
+from metering.plans import PlanCatalog
+from metering.submit import MeteringDeps
+from metering.usage_writer import UsageWriter
 from provisioning.audit import AuditLog
-from provisioning.credentials import arm_credential, service_credential
+from provisioning.credentials import service_credential
 from provisioning.deployment_store import DeploymentStore
 from provisioning.entra import TokenValidator
 from provisioning.exchange import KeyExchange
-from provisioning.rotation import RotationPolicy
 from provisioning.webhook import MarketplaceWebhook
+from proxy.service import ProxyService
+from wiring import build_metering, build_provisioning, build_proxy
 
 
 @dataclass
@@ -32,12 +37,19 @@ class Services:
     credential: AsyncTokenCredential
     masters: MasterSecretProvider
     keys: KeyRepository
+    teams: TeamStore
     deployments: DeploymentStore
     audit: AuditLog
     validator: TokenValidator
     exchange: KeyExchange
     webhook: MarketplaceWebhook
-    _closers: list[AsyncTokenCredential] = field(default_factory=list)
+    plans: PlanCatalog
+    last_used: LastUsedRecorder
+    limiter: PlanLimiter
+    usage: UsageWriter
+    proxy: ProxyService
+    metering: MeteringDeps
+    _closers: list[Any] = field(default_factory=list)
 
     @classmethod
     async def create(cls, settings: Settings, *, table_options: dict[str, Any] | None = None) -> Services:
@@ -52,36 +64,23 @@ class Services:
             await credential.close()
             await http.aclose()
             raise
-        masters = master_secret_provider(settings, credential=credential)
-        keys = KeyRepository(tables)
-        deployments = DeploymentStore(tables)
-        audit = AuditLog(tables)
-        validator = TokenValidator.from_settings(settings, http=http)
-        arm_cred = await arm_credential(settings, service=credential)
-        arm = ArmClient(http=http, credential=arm_cred, endpoint=settings.arm_endpoint)
-        policy = RotationPolicy(
-            rotate_after=timedelta(days=settings.key_rotation_days),
-            grace=timedelta(hours=settings.key_rotation_grace_hours),
-        )
-        exchange = KeyExchange(
-            validator=validator, deployments=deployments, arm=arm, keys=keys,
-            masters=masters, audit=audit, policy=policy,
-        )
-        webhook = MarketplaceWebhook(
-            secret=settings.webhook_secret.get_secret_value(), deployments=deployments, keys=keys, audit=audit
-        )
-        closers = [arm_cred] if arm_cred is not credential else []
-        return cls(
-            settings=settings, tables=tables, http=http, credential=credential, masters=masters,
-            keys=keys, deployments=deployments, audit=audit, validator=validator,
-            exchange=exchange, webhook=webhook, _closers=closers,
-        )
+        parts: dict[str, Any] = {"settings": settings, "tables": tables, "http": http, "credential": credential}
+        parts.update(await build_provisioning(settings, tables=tables, http=http, credential=credential))
+        parts.update(await build_metering(settings, tables=tables, http=http, credential=credential, parts=parts))
+        parts.update(build_proxy(settings, tables=tables, credential=credential, parts=parts))
+        closers = parts.pop("closers")
+        return cls(**parts, _closers=closers)
 
     async def close(self) -> None:
-        await self.tables.close()
-        await self.masters.close()
+        """Drain first (usage, counters, last-used), then release clients."""
+        await self.proxy.close()
+        await self.usage.close()
+        await self.limiter.close()
+        await self.last_used.close()
         for closer in self._closers:
             await closer.close()
+        await self.masters.close()
+        await self.tables.close()
         await self.credential.close()
         await self.http.aclose()
 

@@ -7,17 +7,21 @@ a test keeps them in step.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Relative config paths are relative to the app's root (the Functions host's cwd may differ).
+APP_ROOT = Path(__file__).resolve().parent.parent
 # A Key Vault reference that App Service failed to resolve reaches the app as its literal text.
 _UNRESOLVED_KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LIUTONG_", extra="ignore")
+    # Azure app settings left empty mean "unset" (e.g. the connection string, in Azure).
+    model_config = SettingsConfigDict(env_prefix="LIUTONG_", extra="ignore", env_ignore_empty=True)
 
     # Storage: a connection string locally (Azurite), an endpoint + Entra credential in Azure.
     storage_connection_string: SecretStr | None = None
@@ -87,6 +91,11 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.startswith(_UNRESOLVED_KEY_VAULT_REFERENCE):
             raise ValueError("a Key Vault reference was not resolved by the platform")
         return value
+
+    @field_validator("upstreams_file", "plans_file")
+    @classmethod
+    def _relative_to_app_root(cls, value: str) -> str:
+        return str(value if Path(value).is_absolute() else APP_ROOT / value)
 
     @property
     def audiences(self) -> list[str]:

@@ -23,7 +23,9 @@ from azure.data.tables.aio import TableClient, TableServiceClient
 from core.errors import StorageUnavailable
 from core.settings import Settings
 
-TABLES = ("keys", "keyindex", "deployments", "audit", "teams")
+TABLES = (
+    "keys", "keyindex", "deployments", "audit", "teams", "quota", "balances", "usage", "meterhours", "meterledger",
+)
 
 
 def table_name(settings: Settings, logical: str) -> str:

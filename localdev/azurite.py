@@ -45,12 +45,16 @@ def wait_for_port(
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
-def start_azurite(host: str = "127.0.0.1", port: int = 10002, *, quiet: bool = True) -> subprocess.Popen[bytes]:
+def start_azurite(
+    host: str = "127.0.0.1", port: int = 10002, *, quiet: bool = True, location: str | Path | None = None
+) -> subprocess.Popen[bytes]:
+    """In memory by default; with `location`, data is kept in that folder across restarts."""
     if not AZURITE_TABLE.exists():
         raise FileNotFoundError(f"{AZURITE_TABLE} is missing: run `make setup` (npm ci)")
+    persistence = ["--location", str(location)] if location is not None else ["--inMemoryPersistence"]
     args = [
         str(AZURITE_TABLE),
-        "--inMemoryPersistence",
+        *persistence,
         "--tableHost", host,
         "--tablePort", str(port),
         "--skipApiVersionCheck",

@@ -5,19 +5,23 @@ Used by `make run` (service in the foreground), `make demo`, the end-to-end test
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from core.settings import Settings
-from localdev import azurite
+from localdev import azurite, mock_upstream
 from localdev.server import UVICORN_OPTIONS, build_app
 from localdev.standin import RunningStandin, start_in_thread
+from metering.plans import PlanCatalog
 
 HOST = "127.0.0.1"
 API_APP_ID_URI = "api://liutong-local"
@@ -30,11 +34,15 @@ _COMPETING_IDENTITY_VARS = ("MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT", "IDEN
 class Ports:
     service: int = 7071
     standin: int = 7072
+    upstream: int = 7073
     azurite: int = 10002
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(service=azurite.free_port(), standin=azurite.free_port(), azurite=azurite.free_port())
+        return cls(
+            service=azurite.free_port(), standin=azurite.free_port(), upstream=azurite.free_port(),
+            azurite=azurite.free_port(),
+        )
 
 
 @dataclass
@@ -45,6 +53,8 @@ class LocalStack:
     setting_overrides: dict[str, Any] = field(default_factory=dict)
     azurite_process: subprocess.Popen[bytes] | None = None
     standin: RunningStandin | None = None
+    upstream: mock_upstream.RunningMockUpstream | None = None
+    upstreams_file: str | None = None
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
 
@@ -59,6 +69,9 @@ class LocalStack:
         for name in _COMPETING_IDENTITY_VARS:
             os.environ.pop(name, None)
         os.environ.update(self.standin.environ())
+        if not os.environ.get("LIUTONG_UPSTREAMS_FILE"):
+            self.upstream = mock_upstream.start_in_thread(HOST, self.ports.upstream)
+            self.upstreams_file = write_mock_upstreams(self.upstream.base_url)
         return self.settings()
 
     def settings(self) -> Settings:
@@ -75,6 +88,9 @@ class LocalStack:
             "api_client_id": API_CLIENT_ID,
             "managed_identity_client_id": None,
         }
+        if self.upstreams_file is not None:
+            values["upstreams_file"] = self.upstreams_file
+        values["metering_endpoint"] = self.standin.base_url
         values.update(self.setting_overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -94,6 +110,8 @@ class LocalStack:
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(timeout=10)
+        if self.upstream is not None:
+            self.upstream.stop()
         if self.standin is not None:
             self.standin.stop()
         if self.azurite_process is not None:
@@ -105,3 +123,13 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def write_mock_upstreams(base_url: str) -> str:
+    """Every model alias the plans name, served by the local mock upstream."""
+    aliases = sorted({m for plan in PlanCatalog.load(Settings().plans_file).plans for m in plan.models})
+    config = {"models": {a: {"kind": "openai", "base_url": f"{base_url}/v1", "model": a} for a in aliases}}
+    directory = Path(tempfile.mkdtemp(prefix="liutong-local-"))
+    path = directory / "upstreams.json"
+    path.write_text(json.dumps(config, indent=2))
+    return str(path)

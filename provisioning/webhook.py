@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,12 +33,14 @@ class MarketplaceWebhook:
         deployments: DeploymentStore,
         keys: KeyRepository,
         audit: AuditLog,
+        on_deleting: Callable[[Deployment], Awaitable[None]] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._secret = secret.encode()
         self._deployments = deployments
         self._keys = keys
         self._audit = audit
+        self._on_deleting = on_deleting
         self._now = now
 
     def authorize(self, sig: str | None) -> None:
@@ -60,6 +62,8 @@ class MarketplaceWebhook:
             )
         if deployment.revokes_keys:
             await self._revoke_keys(deployment, event)
+            if self._on_deleting is not None:
+                await self._on_deleting(deployment)
         return deployment
 
     async def _apply(self, event: MarketplaceEvent) -> tuple[Deployment, bool]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from core.settings import Settings
 from core.tables import Tables
 from localdev import azurite
-from localdev.stack import LocalStack, Ports
+from localdev.stack import LocalStack, Ports, write_mock_upstreams
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +23,12 @@ def azurite_connection_string() -> Iterator[str]:
         yield azurite.connection_string("127.0.0.1", port)
     finally:
         azurite.stop(process)
+
+
+@functools.cache
+def _unreachable_upstreams() -> str:
+    """Every plan alias pointed at a closed loopback port: services build, nothing is proxied."""
+    return write_mock_upstreams("http://127.0.0.1:9")
 
 
 @pytest.fixture
@@ -39,6 +46,7 @@ def make_settings(azurite_connection_string: str, table_prefix: str) -> Callable
             "master_secret": "test-master-secret-0123456789abcdef",
             "api_app_id_uri": "api://liutong-test",
             "api_client_id": "11111111-2222-3333-4444-555555555555",
+            "upstreams_file": _unreachable_upstreams(),
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -59,7 +67,8 @@ async def tables(make_settings: Callable[..., Settings]) -> AsyncIterator[Tables
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
     """The whole service on loopback: Azurite, the Azure stand-in, the service under uvicorn."""
-    local = LocalStack(ports=Ports.free(), setting_overrides={"jwks_min_refresh_seconds": 0})
+    overrides = {"jwks_min_refresh_seconds": 0, "principal_cache_ttl_seconds": 1, "usage_flush_interval_ms": 20}
+    local = LocalStack(ports=Ports.free(), setting_overrides=overrides)
     local.start()
     try:
         yield local

@@ -20,6 +20,9 @@ EXPECTED = {
     ("api/provisioning/key", ("POST",)),
     ("api/provisioning/key/rotate", ("POST",)),
     ("api/health", ("GET",)),
+    ("v1/chat/completions", ("POST",)),
+    ("v1/embeddings", ("POST",)),
+    ("v1/models", ("GET",)),
 }
 
 
@@ -76,3 +79,12 @@ def test_init_indexing_is_enabled_for_the_streaming_extension() -> None:
     assert values["PYTHON_ENABLE_INIT_INDEXING"] == "1"
     requirements = (ROOT / "requirements.txt").read_text()
     assert "azurefunctions-extensions-http-fastapi" in requirements
+
+
+def test_the_hourly_metering_timer_is_indexed() -> None:
+    functions = fresh_function_app().app.get_functions()
+    timers = [f for f in functions if f.get_trigger().get_binding_name() == "timerTrigger"]
+    assert len(timers) == 1
+    binding = timers[0].get_bindings_dict()["bindings"][0]
+    assert binding["schedule"] == "0 5 * * * *"
+    assert inspect.iscoroutinefunction(timers[0].get_user_function())

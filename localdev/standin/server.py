@@ -20,9 +20,12 @@ from localdev.standin.state import StandinConfig, StandinState
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """Bound before uvicorn starts so that port 0 yields a known base URL (token issuers contain it)."""
+    """Bound before uvicorn starts so that port 0 yields a known base URL (token issuers contain it).
+
+    IPPROTO_TCP must be explicit: asyncio sets TCP_NODELAY only when the proto says TCP, else each
+    response waits for a delayed ACK (~40 ms)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -1,0 +1,138 @@
+"""Plan enforcement for the proxy (the metering.admission.Limiter contract).
+
+PlanLimiter.admit checks, in order: the key's RPM/TPM buckets (metering.ratelimit, in memory), the owner's monthly
+included tokens ("quota" plans, metering.quota, in memory with a background sync) or a reservation on the owner's
+prepaid balance ("prepaid" plans, metering.balance, one compare-and-swap). A later refusal gives back what the
+earlier steps took. The model check (plan.allows) stays with the caller: it is a 403, not a limit.
+
+The admission's `headers` are the x-ratelimit-* ones. settle(plan_tokens=actual) corrects the TPM bucket, counts
+the month's usage and settles the reservation; refund() gives back the tokens (the request still counts for RPM).
+Either happens once; later calls are ignored.
+
+Tables: "quota" and "balances" (layouts in metering.quota and metering.balance). A background task, started by
+the first admit, syncs quota counters and retries deferred balance updates every quota_sync_interval_seconds;
+flush() does it now and close() stops the task and writes what is pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from core.errors import LiutongError
+from core.settings import Settings
+from core.tables import Tables
+from metering.balance import BalanceState, PrepaidBalances
+from metering.plans import Plan
+from metering.quota import MonthlyQuota, tracks_quota
+from metering.ratelimit import RateLimiter, RateTicket, rate_headers
+from proxy.principal import Principal
+
+log = logging.getLogger(__name__)
+
+QUOTA_TABLE = "quota"
+BALANCE_TABLE = "balances"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class PlanAdmission:
+    def __init__(self, limiter: PlanLimiter, owner: str, plan: Plan, ticket: RateTicket, reserved: int) -> None:
+        self.headers = ticket.headers
+        self.reserved = reserved
+        self.shortfall = 0  # prepaid: tokens used beyond what the balance could cover
+        self._limiter, self._owner, self._plan, self._ticket = limiter, owner, plan, ticket
+        self._done = False
+
+    async def settle(self, *, plan_tokens: int) -> None:
+        if self._done:
+            return
+        self._done = True
+        actual = max(0, plan_tokens)
+        self._limiter.rates.correct(self._ticket, actual)
+        if tracks_quota(self._plan):
+            self._limiter.quota.add(self._owner, actual)
+        if self.reserved:
+            self.shortfall = await self._limiter.balances.settle(self._owner, self.reserved, actual)
+
+    async def refund(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._limiter.rates.give_back(self._ticket, request=False)
+        if self.reserved:
+            await self._limiter.balances.refund(self._owner, self.reserved)
+
+
+class PlanLimiter:
+    def __init__(
+        self,
+        tables: Tables,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = _utcnow,
+        background: bool = True,
+    ) -> None:
+        self.rates = RateLimiter(clock=clock)
+        self.quota = MonthlyQuota(tables.table(QUOTA_TABLE), now=now)
+        self.balances = PrepaidBalances(tables.table(BALANCE_TABLE))
+        self._interval = settings.quota_sync_interval_seconds
+        self._background = background
+        self._task: asyncio.Task[None] | None = None
+
+    async def admit(
+        self, principal: Principal, plan: Plan, *, model_alias: str, estimated_plan_tokens: int
+    ) -> PlanAdmission:
+        """Let a call through or raise RateLimited / InsufficientQuota (both carry the x-ratelimit-* headers)."""
+        self._start()
+        estimate = max(0, estimated_plan_tokens)
+        ticket = self.rates.take(principal.key_id, plan, estimate)
+        try:
+            await self.quota.check(principal.owner, plan)
+            reserved = await self.balances.reserve(principal.owner, estimate) if plan.mode == "prepaid" else 0
+        except BaseException as error:
+            self.rates.give_back(ticket, request=True)
+            if isinstance(error, LiutongError):
+                error.headers = {**rate_headers(ticket.buckets), **error.headers}
+            raise
+        return PlanAdmission(self, principal.owner, plan, ticket, reserved)
+
+    async def credit(self, owner: str, tokens: int) -> int:
+        """Add prepaid tokens to an owner ("dep-…" / "team-…"); returns the available balance."""
+        return await self.balances.credit(owner, tokens)
+
+    async def balance(self, owner: str) -> BalanceState:
+        return await self.balances.get(owner)
+
+    async def flush(self) -> None:
+        """Write pending quota increments, refresh shared totals, retry deferred balance updates."""
+        await self.quota.sync()
+        await self.balances.retry_deferred()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.balances.close()
+        await self.flush()
+
+    def _start(self) -> None:
+        if self._background and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._sync_forever())
+
+    async def _sync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("limits sync failed; retrying in %s s", self._interval)

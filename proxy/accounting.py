@@ -1,0 +1,84 @@
+"""Token counts of one call, from the upstream's own `usage` whenever it sent one.
+
+`prompt_tokens` already includes `prompt_tokens_details.cached_tokens`; cached tokens are recorded
+beside it, never added to it. A count not taken from the upstream is marked estimated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from proxy.payloads import BYTES_PER_TOKEN
+
+
+@dataclass(frozen=True)
+class Tokens:
+    prompt: int = 0
+    cached: int = 0
+    completion: int = 0
+    total: int = 0
+    estimated: bool = False
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def from_usage(usage: object) -> Tokens | None:
+    """The upstream's usage verbatim, or None when it sent none or an unusable one."""
+    if not isinstance(usage, Mapping):
+        return None
+    prompt = _count(usage.get("prompt_tokens"))
+    if prompt is None:
+        return None
+    completion = _count(usage.get("completion_tokens")) or 0
+    total = _count(usage.get("total_tokens"))
+    details = usage.get("prompt_tokens_details")
+    cached = _count(details.get("cached_tokens")) if isinstance(details, Mapping) else None
+    return Tokens(
+        prompt=prompt,
+        cached=min(cached or 0, prompt),
+        completion=completion,
+        total=total if total is not None else prompt + completion,
+    )
+
+
+def estimated(prompt: int, output_chars: int) -> Tokens:
+    completion = math.ceil(output_chars / BYTES_PER_TOKEN)
+    return Tokens(prompt=prompt, completion=completion, total=prompt + completion, estimated=True)
+
+
+def output_chars(choice: Mapping[str, Any], part: str) -> int:
+    """Characters of generated text in one choice's `message` (part="message") or stream `delta`."""
+    body = choice.get(part)
+    if not isinstance(body, Mapping):
+        return 0
+    chars = sum(len(body[name]) for name in ("content", "refusal") if isinstance(body.get(name), str))
+    for call in body.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if isinstance(function, Mapping) and isinstance(function.get("arguments"), str):
+            chars += len(function["arguments"])
+    return chars
+
+
+def from_response(body: bytes, prompt_estimate: int) -> Tokens:
+    """Usage of a non-streamed answer; estimated from its text when the upstream reported none."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        return estimated(prompt_estimate, 0)
+    tokens = from_usage(parsed.get("usage"))
+    if tokens is not None:
+        return tokens
+    choices = parsed.get("choices")
+    if not isinstance(choices, list):
+        choices = []
+    chars = sum(output_chars(c, "message") for c in choices if isinstance(c, Mapping))
+    return estimated(prompt_estimate, chars)

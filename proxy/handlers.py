@@ -1,0 +1,42 @@
+"""HTTP handlers of the OpenAI-compatible surface: authenticate, read the bounded body, map the result."""
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from core.http import bearer_token, endpoint, read_body
+from proxy.service import JsonResult, ProxyService, StreamResult
+from proxy.streaming import MeteredStreamingResponse
+from services import get_services
+
+
+async def get_proxy_service() -> ProxyService:
+    return (await get_services()).proxy
+
+
+def _response(result: JsonResult | StreamResult) -> Response:
+    if isinstance(result, StreamResult):
+        return MeteredStreamingResponse(result.relay, headers=result.headers)
+    return Response(result.body, media_type="application/json", headers=result.headers)
+
+
+@endpoint
+async def chat_completions(req: Request) -> Response:
+    service = await get_proxy_service()
+    principal = await service.authenticate(bearer_token(req))
+    raw = await read_body(req, max_bytes=service.max_body_bytes)
+    return _response(await service.chat_completions(principal, raw, req.headers.get("content-type")))
+
+
+@endpoint
+async def embeddings(req: Request) -> Response:
+    service = await get_proxy_service()
+    principal = await service.authenticate(bearer_token(req))
+    raw = await read_body(req, max_bytes=service.max_body_bytes)
+    return _response(await service.embeddings(principal, raw, req.headers.get("content-type")))
+
+
+@endpoint
+async def list_models(req: Request) -> Response:
+    service = await get_proxy_service()
+    principal = await service.authenticate(bearer_token(req))
+    return JSONResponse(service.list_models(principal))

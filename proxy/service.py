@@ -1,0 +1,182 @@
+"""The proxy's domain: who is calling, may they, forward, account.
+
+Per call: principal → plan → model allowed? → estimate (prompt from the request size + max tokens)
+→ limiter.admit → upstream → usage → settle (or refund when nothing billable came back)
+→ one usage record → the answer with the admission's rate-limit headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import aiohttp
+
+from core.errors import LiutongError, NotFound, PermissionDenied
+from core.settings import Settings
+from metering.admission import Limiter
+from metering.plans import Plan
+from metering.usage import UsageSink
+from proxy.accounting import from_response
+from proxy.forwarding import UpstreamClient, read_all
+from proxy.metered_call import MeteredCall
+from proxy.payloads import estimate_tokens, parse_chat, parse_embeddings, upstream_body
+from proxy.principal import Principal
+from proxy.registry import CHAT, EMBEDDINGS, UpstreamRegistry, UpstreamTarget
+from proxy.sse import SseUsageTap
+from proxy.streaming import StreamRelay
+
+CHAT_ENDPOINT = "/v1/chat/completions"
+EMBEDDINGS_ENDPOINT = "/v1/embeddings"
+# Reserved for the answer when the caller sets no max_tokens; settle replaces it with the real count.
+DEFAULT_COMPLETION_ESTIMATE = 1024
+
+
+class PrincipalResolver(Protocol):
+    async def resolve(self, key: str) -> Principal:
+        """The key's principal, or AuthenticationFailed."""
+        ...
+
+
+@dataclass(frozen=True)
+class JsonResult:
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    relay: StreamRelay
+    headers: dict[str, str]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ProxyService:
+    def __init__(
+        self,
+        *,
+        resolver: PrincipalResolver,
+        plans: Callable[[str], Plan | None],
+        limiter: Limiter,
+        usage: UsageSink,
+        upstreams: UpstreamRegistry,
+        settings: Settings,
+        clock: Callable[[], datetime] = utc_now,
+        client: UpstreamClient | None = None,
+        default_completion_estimate: int = DEFAULT_COMPLETION_ESTIMATE,
+    ) -> None:
+        self._resolver = resolver
+        self._plans = plans
+        self._limiter = limiter
+        self._usage = usage
+        self._upstreams = upstreams
+        self._settings = settings
+        self._clock = clock
+        self._client = client or UpstreamClient()
+        self._default_completion = default_completion_estimate
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self._settings.proxy_max_body_bytes
+
+    async def authenticate(self, key: str) -> Principal:
+        return await self._resolver.resolve(key)
+
+    def list_models(self, principal: Principal) -> dict[str, Any]:
+        plan = self._plan(principal)
+        targets = [t for t in map(self._upstreams.get, plan.models) if t is not None]
+        return {
+            "object": "list",
+            "data": [{"id": t.alias, "object": "model", "created": t.created, "owned_by": "liutong"} for t in targets],
+        }
+
+    async def chat_completions(
+        self, principal: Principal, raw: bytes, content_type: str | None
+    ) -> JsonResult | StreamResult:
+        request = parse_chat(raw, content_type)
+        plan, target = self._route(principal, request.model)
+        completion = request.max_completion_tokens
+        completion = (self._default_completion if completion is None else completion) * request.choices
+        call = await self._admit(principal, plan, request.model, CHAT_ENDPOINT, estimate_tokens(raw), completion)
+        response = await self._send(call, target, CHAT, upstream_body(request, target.model), stream=request.stream)
+        if not request.stream:
+            return await self._answer(call, response)
+        tap = SseUsageTap(caller_wants_usage=request.caller_wants_usage)
+        relay = StreamRelay(
+            response, tap, on_end=call.stream_ended,
+            drain_seconds=self._settings.stream_drain_max_seconds, background=self._background,
+        )
+        return StreamResult(relay, {**call.headers, "cache-control": "no-cache"})
+
+    async def embeddings(self, principal: Principal, raw: bytes, content_type: str | None) -> JsonResult:
+        request = parse_embeddings(raw, content_type)
+        plan, target = self._route(principal, request.model)
+        prompt = request.input_tokens or estimate_tokens(raw)
+        call = await self._admit(principal, plan, request.model, EMBEDDINGS_ENDPOINT, prompt, 0)
+        response = await self._send(call, target, EMBEDDINGS, upstream_body(request, target.model), stream=False)
+        return await self._answer(call, response)
+
+    async def close(self) -> None:
+        """Let streams of departed callers finish their accounting, then close the pool."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=self._settings.stream_drain_max_seconds + 5)
+        await self._client.close()
+        await self._upstreams.close()
+
+    def _plan(self, principal: Principal) -> Plan:
+        plan = self._plans(principal.plan_id)
+        if plan is None:
+            raise PermissionDenied("Your key's plan is not available.", code="plan_not_available")
+        return plan
+
+    def _route(self, principal: Principal, model: str) -> tuple[Plan, UpstreamTarget]:
+        plan = self._plan(principal)
+        if not plan.allows(model):
+            raise PermissionDenied(
+                "The model does not exist or your plan does not include it.", code="model_not_found", param="model"
+            )
+        target = self._upstreams.get(model)
+        if target is None:
+            raise NotFound("The model is not available at the moment.", code="model_not_found", param="model")
+        return plan, target
+
+    async def _admit(
+        self, principal: Principal, plan: Plan, alias: str, endpoint: str, prompt: int, completion: int
+    ) -> MeteredCall:
+        estimate = plan.plan_tokens(alias, prompt + completion)
+        admission = await self._limiter.admit(principal, plan, model_alias=alias, estimated_plan_tokens=estimate)
+        return MeteredCall(
+            request_id=f"req_{os.urandom(16).hex()}", principal=principal, plan=plan, model_alias=alias,
+            endpoint=endpoint, admission=admission, sink=self._usage, clock=self._clock, prompt_estimate=prompt,
+        )
+
+    async def _send(
+        self, call: MeteredCall, target: UpstreamTarget, path: str, body: bytes, *, stream: bool
+    ) -> aiohttp.ClientResponse:
+        try:
+            headers = await target.headers(stream=stream)
+            return await self._client.send(target.urls[path], body, headers, target.timeout)
+        except LiutongError as error:
+            if error.code == "upstream_auth_failed":
+                target.auth.invalidate()
+            await call.failed(error.status_code)
+            error.headers = {**call.headers, **error.headers}
+            raise
+
+    async def _answer(self, call: MeteredCall, response: aiohttp.ClientResponse) -> JsonResult:
+        try:
+            body = await read_all(response)
+        except LiutongError as error:
+            await call.failed(error.status_code)
+            error.headers = {**call.headers, **error.headers}
+            raise
+        await call.succeeded(from_response(body, call.prompt_estimate))
+        return JsonResult(body, call.headers)

@@ -1,0 +1,93 @@
+"""Incremental reading of an upstream chat stream: pass events through, spot the usage chunk.
+
+Events are released as soon as they are complete (never the whole response). When the caller did not
+ask for usage, Liutong's forced `include_usage` must not show: the usage-only chunk (`choices: []`
+with a `usage` object) is dropped and the `"usage":null` member OpenAI adds to every other chunk is
+removed, so the caller receives exactly what OpenAI would have sent it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from proxy.accounting import output_chars
+
+EVENT_END = b"\n\n"
+DONE = b"[DONE]"
+_USAGE_NULL = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])')
+
+
+class SseUsageTap:
+    def __init__(self, *, caller_wants_usage: bool) -> None:
+        self._caller_wants_usage = caller_wants_usage
+        self._pending = b""
+        self.usage: Mapping[str, Any] | None = None
+        self.output_chars = 0
+        self.saw_done = False
+        self.saw_error = False
+
+    @property
+    def saw_output(self) -> bool:
+        return self.output_chars > 0 or self.usage is not None
+
+    def feed(self, data: bytes) -> bytes:
+        """The complete events in `data` (plus what was pending) as the caller should see them."""
+        buffer = self._pending + data if self._pending else data
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n")
+        end = buffer.rfind(EVENT_END)
+        if end < 0:
+            self._pending = buffer
+            return b""
+        complete, self._pending = buffer[: end + 2], buffer[end + 2 :]
+        events = complete.split(EVENT_END)[:-1]
+        kept = [self._inspect(event) for event in events]
+        if self._caller_wants_usage and all(k is e for k, e in zip(kept, events, strict=True)):
+            return complete
+        return b"".join(k + EVENT_END for k in kept if k is not None)
+
+    def _inspect(self, event: bytes) -> bytes | None:
+        payload = _data_of(event)
+        if payload is None:
+            return event
+        if payload == DONE:
+            self.saw_done = True
+            return event
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return event
+        if not isinstance(chunk, dict):
+            return event
+        return self._account(event, chunk)
+
+    def _account(self, event: bytes, chunk: dict[str, Any]) -> bytes | None:
+        if chunk.get("error") is not None:
+            self.saw_error = True
+            return event
+        choices = chunk.get("choices")
+        if isinstance(choices, list):
+            self.output_chars += sum(output_chars(c, "delta") for c in choices if isinstance(c, Mapping))
+        usage = chunk.get("usage")
+        if isinstance(usage, Mapping):
+            # The latest report wins: providers that repeat usage send running totals, never increments.
+            self.usage = usage
+            if choices == [] and not self._caller_wants_usage:
+                return None
+        if not self._caller_wants_usage and usage is None and b'"usage"' in event:
+            return _USAGE_NULL.sub(b"", event, count=1)
+        return event
+
+
+def _data_of(event: bytes) -> bytes | None:
+    """The data field of one event (None for comments and events without data)."""
+    if event.startswith(b"data: ") and b"\n" not in event:
+        return event[6:]
+    lines = [line for line in event.split(b"\n") if line.startswith(b"data:")]
+    if not lines:
+        return None
+    return b"\n".join(line[6:] if line.startswith(b"data: ") else line[5:] for line in lines)

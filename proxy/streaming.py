@@ -1,0 +1,146 @@
+"""A streamed call: upstream SSE relayed event by event, and accounted for however it ends.
+
+Three ends, each recorded exactly once:
+- complete: the upstream finished; its usage chunk is recorded before the caller's stream closes.
+- caller gone: the caller disconnected; the upstream is read on (bounded by stream_drain_max_seconds)
+  in a background task up to its usage chunk, so the call is billed in full.
+- upstream broken: the caller gets `data: {"error": …}` and the end; usage is estimated from the
+  chunks seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from core.errors import LiutongError, UpstreamTimeout, UpstreamUnavailable
+from proxy.forwarding import FAILURES
+from proxy.sse import SseUsageTap
+from proxy.upstream_errors import stream_error_event
+
+Outcome = Literal["complete", "caller_gone", "upstream_broken"]
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    outcome: Outcome
+    usage: Mapping[str, Any] | None
+    output_chars: int
+    saw_output: bool
+
+
+OnEnd = Callable[[StreamEnd], Awaitable[None]]
+
+
+class StreamRelay:
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        tap: SseUsageTap,
+        *,
+        on_end: OnEnd,
+        drain_seconds: float,
+        background: set[asyncio.Task[None]],
+    ) -> None:
+        self._response = response
+        self._tap = tap
+        self._on_end = on_end
+        self._drain_seconds = drain_seconds
+        self._background = background
+        self._upstream_failed: LiutongError | None = None
+        self._upstream_over = False
+        self._ended = False
+
+    async def body(self) -> AsyncIterator[bytes]:
+        try:
+            async for out in self._relay():
+                yield out
+            end = self._claim_end()
+            if end is not None:
+                # Shielded: a disconnect now must not cancel the record of a call that completed.
+                await asyncio.shield(end)
+        finally:
+            # Abandoned (cancelled, or closed by a host that stopped iterating): account in the background.
+            self._claim_end()
+
+    async def _relay(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        try:
+            while data := await content.readany():
+                if out := self._tap.feed(data):
+                    yield out
+        except FAILURES as error:
+            self._upstream_failed = _broken(error)
+        self._upstream_over = True
+        if self._upstream_failed is None and not (self._tap.saw_done or self._tap.usage is not None):
+            self._upstream_failed = _broken(None)
+        if self._upstream_failed is not None:
+            yield stream_error_event(self._upstream_failed)
+
+    def caller_done(self) -> None:
+        """The response is over for the caller, whatever the reason; finish the accounting if still open."""
+        self._claim_end()
+
+    def _claim_end(self) -> asyncio.Task[None] | None:
+        if self._ended:
+            return None
+        self._ended = True
+        task = asyncio.get_running_loop().create_task(self._finish())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _finish(self) -> None:
+        caller_gone = not self._upstream_over
+        if caller_gone:
+            await self._drain()
+        self._release()
+        outcome: Outcome = "complete"
+        if caller_gone:
+            outcome = "caller_gone"
+        elif self._upstream_failed is not None:
+            outcome = "upstream_broken"
+        tap = self._tap
+        await self._on_end(StreamEnd(outcome, tap.usage, tap.output_chars, tap.saw_output))
+
+    async def _drain(self) -> None:
+        content = self._response.content
+        try:
+            async with asyncio.timeout(self._drain_seconds):
+                while data := await content.readany():
+                    self._tap.feed(data)
+        except FAILURES:
+            return
+        self._upstream_over = True
+
+    def _release(self) -> None:
+        if self._upstream_over and self._upstream_failed is None:
+            self._response.release()  # read to the end: the connection goes back to the pool
+        else:
+            self._response.close()
+
+
+def _broken(error: BaseException | None) -> LiutongError:
+    if isinstance(error, TimeoutError):
+        return UpstreamTimeout("The upstream model provider stopped sending the stream.")
+    return UpstreamUnavailable("The upstream model provider ended the stream early.", code="upstream_stream_broken")
+
+
+class MeteredStreamingResponse(StreamingResponse):
+    """An SSE response that tells its relay when the caller's side is over, even on a disconnect."""
+
+    def __init__(self, relay: StreamRelay, *, headers: Mapping[str, str]) -> None:
+        super().__init__(relay.body(), headers=headers, media_type="text/event-stream")
+        self._relay = relay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._relay.caller_done()

@@ -1,0 +1,103 @@
+"""How the adapters fit together, in three groups; services.Services holds the result."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from azure.core.credentials_async import AsyncTokenCredential
+
+from core.settings import Settings
+from core.tables import Tables
+from keystore.last_used import LastUsedRecorder
+from keystore.master_secret import master_secret_provider
+from keystore.repository import KeyRepository
+from keystore.teams import TeamStore
+from metering.limits import PlanLimiter
+from metering.marketplace_client import MarketplaceClient, metering_credential
+from metering.plans import PlanCatalog
+from metering.submit import MeteringDeps, flush_deployment
+from metering.usage_writer import UsageWriter
+from provisioning.arm import ArmClient
+from provisioning.audit import AuditLog
+from provisioning.credentials import arm_credential
+from provisioning.deployment_store import DeploymentStore
+from provisioning.deployments import Deployment
+from provisioning.entra import TokenValidator
+from provisioning.exchange import KeyExchange
+from provisioning.rotation import RotationPolicy
+from provisioning.webhook import MarketplaceWebhook
+from proxy.auth import PrincipalResolver
+from proxy.registry import UpstreamRegistry
+from proxy.service import ProxyService
+
+
+async def build_provisioning(
+    settings: Settings, *, tables: Tables, http: httpx.AsyncClient, credential: AsyncTokenCredential
+) -> dict[str, Any]:
+    keys = KeyRepository(tables)
+    deployments = DeploymentStore(tables)
+    audit = AuditLog(tables)
+    masters = master_secret_provider(settings, credential=credential)
+    validator = TokenValidator.from_settings(settings, http=http)
+    arm_cred = await arm_credential(settings, service=credential)
+    policy = RotationPolicy(
+        rotate_after=timedelta(days=settings.key_rotation_days),
+        grace=timedelta(hours=settings.key_rotation_grace_hours),
+    )
+    exchange = KeyExchange(
+        validator=validator, deployments=deployments, arm=ArmClient(http=http, credential=arm_cred,
+        endpoint=settings.arm_endpoint), keys=keys, masters=masters, audit=audit, policy=policy,
+    )
+    return {
+        "keys": keys, "teams": TeamStore(tables), "deployments": deployments, "audit": audit, "masters": masters,
+        "validator": validator, "exchange": exchange, "closers": [arm_cred] if arm_cred is not credential else [],
+    }
+
+
+async def build_metering(
+    settings: Settings, *, tables: Tables, http: httpx.AsyncClient, credential: AsyncTokenCredential,
+    parts: dict[str, Any],
+) -> dict[str, Any]:
+    plans = PlanCatalog.load(settings.plans_file)
+    meter_cred = await metering_credential(settings, service=credential)
+    client = MarketplaceClient(http=http, credential=meter_cred, endpoint=settings.metering_endpoint)
+    metering = MeteringDeps(tables=tables, deployments=parts["deployments"], plans=plans, client=client)
+    usage = UsageWriter(tables=tables, settings=settings)
+
+    async def bill_remaining_usage(deployment: Deployment) -> None:
+        # The deployment is going away: its last partial hour is billed now, not at the next timer.
+        await usage.flush()
+        await flush_deployment(metering, deployment.deployment_id)
+
+    webhook = MarketplaceWebhook(
+        secret=settings.webhook_secret.get_secret_value(), deployments=parts["deployments"], keys=parts["keys"],
+        audit=parts["audit"], on_deleting=bill_remaining_usage,
+    )
+    if meter_cred is not credential:
+        parts["closers"].append(meter_cred)
+    return {"plans": plans, "metering": metering, "usage": usage, "webhook": webhook}
+
+
+def build_proxy(
+    settings: Settings, *, tables: Tables, credential: AsyncTokenCredential, parts: dict[str, Any]
+) -> dict[str, Any]:
+    plans: PlanCatalog = parts["plans"]
+    upstreams = UpstreamRegistry.from_settings(settings, credential=credential)
+    missing = {m for plan in plans.plans for m in plan.models} - set(upstreams.aliases())
+    if missing:
+        raise ValueError(f"plans name models with no upstream: {sorted(missing)}")
+    last_used = LastUsedRecorder(parts["keys"])
+    resolver = PrincipalResolver(
+        keys=parts["keys"], deployments=parts["deployments"], teams=parts["teams"],
+        ttl_seconds=settings.principal_cache_ttl_seconds,
+        negative_ttl_seconds=settings.principal_negative_cache_ttl_seconds, last_used=last_used,
+    )
+    limiter = PlanLimiter(tables, settings)
+    proxy = ProxyService(
+        resolver=resolver, plans=plans.get, limiter=limiter, usage=parts["usage"], upstreams=upstreams,
+        settings=settings,
+    )
+    parts["closers"].append(upstreams)
+    return {"last_used": last_used, "limiter": limiter, "proxy": proxy}
