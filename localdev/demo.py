@@ -6,20 +6,38 @@ Starts its own stack on free loopback ports, so it runs beside `make run`.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
+import tempfile
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 
+from core.settings import Settings
+from core.tables import Tables
 from localdev import clients
 from localdev.stack import API_APP_ID_URI, LocalStack, Ports
+from localdev.standin.metering import metering_of
+from provisioning.notifications import deployment_id_for
 
 SUBSCRIPTION = "00000000-0000-0000-0000-0000000000aa"
 APPLICATION_ID = (
     f"/subscriptions/{SUBSCRIPTION}/resourceGroups/customer-rg/providers/Microsoft.Solutions/applications/demo"
 )
-PLAN = {"publisher": "liutong", "product": "liutong-llm", "name": "standard", "version": "1.0.0"}
+PLAN = {"publisher": "liutong", "product": "liutong-llm", "name": "demo-metered", "version": "1.0.0"}
+DIMENSION = "tokens_1k"
+INCLUDED_TOKENS = 10
+UNIT_TOKENS = 1000
+# A plan that includes only 10 tokens a month, so the demo's usage is billed to the Marketplace.
+DEMO_PLAN = {
+    "plan_id": "demo-metered", "models": ["gpt-4o-mini", "text-embedding-3-small"], "rpm": 60, "tpm": 100000,
+    "mode": "quota", "monthly_included_tokens": INCLUDED_TOKENS, "overage": "bill", "dimension": DIMENSION,
+    "dimension_unit_tokens": UNIT_TOKENS,
+}
 
 
 class Demo:
@@ -29,6 +47,7 @@ class Demo:
         self.usage_id = ""
         self.token = ""
         self.keys: list[str] = []
+        self.billable_tokens = 0
         self.failures = 0
 
     async def step(self, title: str, action: Callable[[], Awaitable[str]]) -> None:
@@ -47,6 +66,7 @@ class Demo:
             managed_resource_group_id=f"/subscriptions/{SUBSCRIPTION}/resourceGroups/demo-mrg",
         )
         self.usage_id = document["properties"]["billingDetails"]["resourceUsageId"]
+        metering_of(self.stack.standin.state).register_resource(self.usage_id, PLAN["name"], [DIMENSION])
         return f"identity oid {document['identity']['principalId']}"
 
     async def notify(self, event_type: str, state: str, when: str) -> str:
@@ -78,6 +98,41 @@ class Demo:
         self.keys.append(body["key"])
         return f"new key {body['prefix']}…, previous valid until {body['previous_key_valid_until']}"
 
+    async def chat_and_embeddings(self) -> str:
+        api = openai.AsyncOpenAI(base_url=f"{self.stack.service_url}/v1", api_key=self.keys[-1], max_retries=0)
+        stream = await api.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello from the demo"}], stream=True
+        )
+        reply = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        vectors = await api.embeddings.create(model="text-embedding-3-small", input=["one", "two"])
+        check(bool(reply) and len(vectors.data) == 2, "no reply or no embeddings")
+        return f"streamed reply {reply[:30]!r}…, {len(vectors.data)} embeddings"
+
+    async def usage_report(self) -> str:
+        tables = Tables(self.stack.settings())
+        try:
+            for _ in range(100):
+                rows = [r async for r in tables.table("usage").list_entities()]
+                if len(rows) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await tables.close()
+        mine = [r for r in rows if r.get("deployment_id") == deployment_id_for(APPLICATION_ID)]
+        check(len(mine) == 2, f"expected 2 usage records, found {len(mine)}")
+        tokens = Counter({r["model_alias"]: 0 for r in mine})
+        for row in mine:
+            tokens[row["model_alias"]] += row["total_tokens"]
+        self.billable_tokens = sum(r["plan_tokens"] for r in mine) - INCLUDED_TOKENS
+        return ", ".join(f"{model}: {count} tokens" for model, count in sorted(tokens.items()))
+
+    async def metering_submitted(self) -> str:
+        assert self.stack.standin is not None
+        billed = metering_of(self.stack.standin.state).total_quantity(self.usage_id, DIMENSION)
+        expected = max(0, self.billable_tokens) / UNIT_TOKENS
+        check(abs(float(billed) - expected) < 1e-9, f"Marketplace has {billed}, expected {expected}")
+        return f"{billed} x {DIMENSION} accepted by the Metering Service (usage above the 10 included tokens)"
+
     async def refused_after_delete(self) -> str:
         response = await self.http.post(
             "/api/provisioning/key", json={"application_id": APPLICATION_ID},
@@ -92,8 +147,12 @@ class Demo:
         await self.step("webhook PUT Accepted", lambda: self.notify("PUT", "Accepted", "2026-01-01T00:00:00.1234567Z"))
         await self.step("webhook PUT Succeeded", lambda: self.notify("PUT", "Succeeded", "2026-01-01T00:05:00Z"))
         await self.step("key exchange through azure-identity", self.first_exchange)
+        await self.step("chat (streamed) and embeddings through the openai SDK", self.chat_and_embeddings)
+        await self.step("usage report (metadata only)", self.usage_report)
         await self.step("forced rotation", self.forced_rotation)
-        await self.step("webhook DELETE Deleting", lambda: self.notify("DELETE", "Deleting", "2026-01-02T00:00:00Z"))
+        await self.step("webhook DELETE Deleting (bills the last hour)", lambda: self.notify(
+            "DELETE", "Deleting", "2026-01-02T00:00:00Z"))
+        await self.step("metering submission", self.metering_submitted)
         await self.step("webhook DELETE Deleted", lambda: self.notify("DELETE", "Deleted", "2026-01-02T00:03:00Z"))
         await self.step("key exchange refused after delete", self.refused_after_delete)
         print("all steps behaved" if not self.failures else f"{self.failures} step(s) failed", flush=True)
@@ -110,8 +169,16 @@ def check(condition: bool, message: str) -> None:
         raise AssertionError(message)
 
 
+def demo_plans_file() -> str:
+    catalog = json.loads(Path(Settings().plans_file).read_text())
+    catalog["plans"].append(DEMO_PLAN)
+    path = Path(tempfile.mkdtemp(prefix="liutong-demo-")) / "plans.json"
+    path.write_text(json.dumps(catalog))
+    return str(path)
+
+
 async def main() -> int:
-    stack = LocalStack(ports=Ports.free())
+    stack = LocalStack(ports=Ports.free(), setting_overrides={"plans_file": demo_plans_file()})
     stack.start()
     try:
         async with httpx.AsyncClient(base_url=stack.service_url, timeout=30) as http:

@@ -15,6 +15,7 @@ Liutong provisioning is running locally (Ctrl-C stops everything):
   service        {service}
   Azure stand-in {standin}   (Entra OIDC/JWKS, managed identity endpoint, ARM)
   Azurite tables http://{host}:{azurite}/devstoreaccount1
+  model upstream {upstream}
 
   webhook secret         {secret}
   IDENTITY_ENDPOINT={identity_endpoint}
@@ -41,8 +42,12 @@ print(C().get_token('https://management.azure.com/.default').token)")
   # 3. the managed app's identity token for Liutong's API, then its key
   TOKEN=$(.venv/bin/python -c "from azure.identity import ManagedIdentityCredential as C; \\
 print(C(identity_config={{'resource_id': '$APP'}}).get_token('{audience}/.default').token)")
-  curl -s -X POST {service}/api/provisioning/key -H "Authorization: Bearer $TOKEN" \\
-    -H 'content-type: application/json' -d '{{"application_id":"'$APP'"}}'
+  KEY=$(curl -s -X POST {service}/api/provisioning/key -H "Authorization: Bearer $TOKEN" \\
+    -H 'content-type: application/json' -d '{{"application_id":"'$APP'"}}' \\
+    | .venv/bin/python -c "import json,sys; print(json.load(sys.stdin)['key'])")
+  # 4. call a model through the proxy (any OpenAI SDK: base_url={service}/v1, api_key=$KEY)
+  curl -s {service}/v1/chat/completions -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \\
+    -d '{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"Hello"}}],"stream":true}}'
 """
 
 
@@ -64,6 +69,7 @@ def main() -> None:
                 identity_endpoint=stack.standin.msi_endpoint,
                 identity_header=stack.standin.identity_header,
                 audience=API_APP_ID_URI,
+                upstream=stack.upstream.base_url if stack.upstream else "LIUTONG_UPSTREAMS_FILE",
             ),
             flush=True,
         )

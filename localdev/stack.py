@@ -34,7 +34,7 @@ _COMPETING_IDENTITY_VARS = ("MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT", "IDEN
 class Ports:
     service: int = 7071
     standin: int = 7072
-    upstream: int = 7073
+    upstream: int = 0  # any free port: only the service talks to it
     azurite: int = 10002
 
     @classmethod
