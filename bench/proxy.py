@@ -4,7 +4,8 @@ One run, one machine: the mock upstream (5 ms latency, its own process) is the l
 server (its own process, a real key in Azurite, plan limits and usage recording on) and LiteLLM's proxy
 (its own venv under .local/bench/, no database) both forward to it. Load comes from wrk (installed with
 apt-get when missing), the same Lua script for every target; time to first token from a small aiohttp
-client. Every figure is printed beside the direct baseline measured in the same run.
+client. Every figure is printed beside the direct baseline measured in the same run, and so is the CPU
+time each target's own processes spent per request (from /proc), which a busy machine disturbs least.
 
     .venv/bin/python -m bench.proxy [--duration 10] [--connections 32] [--no-litellm] [--profile]
 
