@@ -65,9 +65,13 @@ async def test_break_before_any_output_is_refunded(proxy: Harness) -> None:
             f"{proxy.base_url}/v1/chat/completions", headers={"authorization": f"Bearer {CALLER_KEY}"},
             json={"model": "mock-chat", "messages": MESSAGES, "stream": True},
         )
-    assert response.status_code == 200
-    frames = [f for f in response.text.split("\n\n") if f]
-    assert len(frames) == 1 and json.loads(frames[0].removeprefix("data: "))["error"]["type"] == "server_error"
+    # The mock drops the connection right after its headers; under load the drop can win the race with
+    # the headers, and the proxy then answers 502 before streaming. Either way nothing is billed.
+    if response.status_code == 200:
+        frames = [f for f in response.text.split("\n\n") if f]
+        assert len(frames) == 1 and json.loads(frames[0].removeprefix("data: "))["error"]["type"] == "server_error"
+    else:
+        assert response.status_code == 502 and response.json()["error"]["type"] == "server_error"
     [record] = proxy.sink.wait_for(1)
     assert record.total_tokens == 0 and proxy.limiter.calls("refund") == [None]
 
