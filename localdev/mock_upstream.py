@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from localdev.standin.server import base_url_of, bind
+from localdev.standin.server import base_url_of, bind, serve_in_thread
 
 # The aliases of config/plans.json, so `make run` can serve every plan from the mock.
 LOCAL_ALIASES = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
@@ -281,15 +281,7 @@ def start_in_thread(
     sock = bind(host, port)
     mock = MockUpstream(config or MockConfig())
     server = make_server(mock)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="mock-upstream", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            raise RuntimeError("the mock upstream did not start")
-        time.sleep(0.01)
+    thread = serve_in_thread(server, sock, name="mock-upstream", startup_timeout=startup_timeout)
     return RunningMockUpstream(mock, base_url_of(sock), server, thread)
 
 

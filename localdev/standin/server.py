@@ -119,17 +119,26 @@ def start_in_thread(
     cert_and_key = write_self_signed_cert(Path(tls_dir.name), host=host) if tls_dir else None
     state = StandinState(base_url_of(sock, "https" if tls else "http"), build_config(config, overrides))
     server = make_server(state, cert_and_key)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="azure-standin", daemon=True
-    )
+    try:
+        thread = serve_in_thread(server, sock, name="azure-standin", startup_timeout=startup_timeout)
+    except RuntimeError:
+        if tls_dir is not None:
+            tls_dir.cleanup()
+        raise
+    return RunningStandin(state, server, thread, tls_dir)
+
+
+def serve_in_thread(
+    server: uvicorn.Server, sock: socket.socket, *, name: str, startup_timeout: float
+) -> threading.Thread:
+    """Run `server` on the bound `sock` in a daemon thread; return once it accepts connections."""
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
             sock.close()
-            if tls_dir is not None:
-                tls_dir.cleanup()
-            raise RuntimeError(f"the Azure stand-in did not start on {state.base_url}")
-        time.sleep(0.02)
-    return RunningStandin(state, server, thread, tls_dir)
+            raise RuntimeError(f"{name} did not start on {base_url_of(sock)}")
+        time.sleep(0.01)
+    return thread
