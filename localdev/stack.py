@@ -51,6 +51,7 @@ class LocalStack:
     webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     master_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     setting_overrides: dict[str, Any] = field(default_factory=dict)
+    azurite_location: str | None = None  # None: in memory; a folder: data survives an Azurite restart
     azurite_process: subprocess.Popen[bytes] | None = None
     standin: RunningStandin | None = None
     upstream: mock_upstream.RunningMockUpstream | None = None
@@ -64,7 +65,7 @@ class LocalStack:
 
     def start_dependencies(self) -> Settings:
         """Start Azurite and the stand-in, point this process's identity at the stand-in."""
-        self.azurite_process = azurite.start_azurite(HOST, self.ports.azurite)
+        self.azurite_process = azurite.start_azurite(HOST, self.ports.azurite, location=self.azurite_location)
         self.standin = start_in_thread(HOST, self.ports.standin)
         for name in _COMPETING_IDENTITY_VARS:
             os.environ.pop(name, None)
