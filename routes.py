@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from admin.routes import ADMIN_ROUTES
 from core.health import health
 from core.http import Handler
 from provisioning.handlers import exchange_key, marketplace_notification, rotate_key
@@ -32,4 +33,6 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("v1/chat/completions", ("POST",), chat_completions),
     RouteSpec("v1/embeddings", ("POST",), embeddings),
     RouteSpec("v1/models", ("GET",), list_models),
+    # The operators' API: its own Entra audience, the publisher's tenant and an app role.
+    *(RouteSpec(route, methods, handler) for route, methods, handler in ADMIN_ROUTES),
 )

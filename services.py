@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
+from admin.service import AdminService
 from core.settings import Settings, get_settings
 from core.tables import Tables
 from keystore.last_used import LastUsedRecorder
@@ -26,7 +27,7 @@ from provisioning.entra import TokenValidator
 from provisioning.exchange import KeyExchange
 from provisioning.webhook import MarketplaceWebhook
 from proxy.service import ProxyService
-from wiring import build_metering, build_provisioning, build_proxy
+from wiring import build_admin, build_metering, build_provisioning, build_proxy
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Services:
     usage: UsageWriter
     proxy: ProxyService
     metering: MeteringDeps
+    admin: AdminService | None = None
     _closers: list[Any] = field(default_factory=list)
 
     @classmethod
@@ -68,6 +70,7 @@ class Services:
         parts.update(await build_provisioning(settings, tables=tables, http=http, credential=credential))
         parts.update(await build_metering(settings, tables=tables, http=http, credential=credential, parts=parts))
         parts.update(build_proxy(settings, tables=tables, credential=credential, parts=parts))
+        parts["admin"] = build_admin(settings, tables=tables, http=http, parts=parts)
         closers = parts.pop("closers")
         return cls(**parts, _closers=closers)
 

@@ -8,6 +8,9 @@ from typing import Any
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
+from admin.handlers import build_admin_service
+from admin.service import AdminService
+from admin.settings import AdminSettings
 from core.settings import Settings
 from core.tables import Tables
 from keystore.last_used import LastUsedRecorder
@@ -101,3 +104,13 @@ def build_proxy(
     )
     parts["closers"].append(upstreams)
     return {"last_used": last_used, "limiter": limiter, "proxy": proxy}
+
+
+def build_admin(
+    settings: Settings, *, tables: Tables, http: httpx.AsyncClient, parts: dict[str, Any]
+) -> AdminService | None:
+    """None when the admin tenant or audience is unset: the admin API then answers 503 (fail closed)."""
+    return build_admin_service(
+        settings, AdminSettings.from_settings(settings), http=http, tables=tables, keys=parts["keys"],
+        audit=parts["audit"], plans=parts["plans"],
+    )

@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     metering_endpoint: str = "https://marketplaceapi.microsoft.com"
     metering_credential: Literal["managed_identity", "msal"] = "managed_identity"
 
+    # Admin API: only tokens of the publisher's tenant, for the admin app registration, with the role.
+    admin_tenant_id: str = ""
+    admin_app_id_uri: str = ""
+    admin_client_id: str = ""
+    admin_role: str = Field(default="Liutong.Admin", min_length=1)
+    admin_rotation_grace_hours: float = Field(default=24, ge=0, le=24 * 30)
+
     # Request hygiene.
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     http_timeout_seconds: float = Field(default=10, gt=0)

@@ -23,6 +23,13 @@ EXPECTED = {
     ("v1/chat/completions", ("POST",)),
     ("v1/embeddings", ("POST",)),
     ("v1/models", ("GET",)),
+    ("api/admin/teams", ("GET", "POST")),
+    ("api/admin/teams/{team}", ("GET", "PATCH")),
+    ("api/admin/teams/{team}/suspend", ("POST",)),
+    ("api/admin/teams/{team}/resume", ("POST",)),
+    ("api/admin/teams/{team}/keys", ("GET", "POST")),
+    ("api/admin/teams/{team}/keys/{key_id}/revoke", ("POST",)),
+    ("api/admin/teams/{team}/keys/{key_id}/rotate", ("POST",)),
 }
 
 

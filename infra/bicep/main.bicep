@@ -20,6 +20,15 @@ param apiAppIdUri string
 @description('Client (application) ID of the Liutong API app registration.')
 param apiClientId string
 
+@description('Tenant whose operators may use the admin API (the publisher\'s; default: this deployment\'s tenant).')
+param adminTenantId string = tenant().tenantId
+
+@description('App ID URI of the admin API app registration (empty: the admin API answers 503).')
+param adminAppIdUri string = ''
+
+@description('Client (application) ID of the admin API app registration.')
+param adminClientId string = ''
+
 @description('Prefix of every table the service uses: a letter, then letters and digits (LIUTONG_TABLE_PREFIX).')
 @minLength(1)
 @maxLength(40)
@@ -178,6 +187,8 @@ module roles 'modules/roleAssignments.bicep' = {
 // LIUTONG_* settings that operators tune; every default suits Azure. Add a new setting here
 // (tests/infra keeps this list in step with local.settings.sample.json).
 var tunableSettings = {
+  LIUTONG_ADMIN_ROLE: 'Liutong.Admin'
+  LIUTONG_ADMIN_ROTATION_GRACE_HOURS: '24'
   LIUTONG_KEY_ROTATION_DAYS: '30'
   LIUTONG_KEY_ROTATION_GRACE_HOURS: '24'
   LIUTONG_ENTRA_AUTHORITY: 'https://login.microsoftonline.com'
@@ -225,6 +236,9 @@ var wiredSettings = {
   LIUTONG_MASTER_SECRET: ''
   LIUTONG_API_APP_ID_URI: apiAppIdUri
   LIUTONG_API_CLIENT_ID: apiClientId
+  LIUTONG_ADMIN_TENANT_ID: adminTenantId
+  LIUTONG_ADMIN_APP_ID_URI: adminAppIdUri
+  LIUTONG_ADMIN_CLIENT_ID: adminClientId
 }
 
 module functionApp 'modules/functionApp.bicep' = {

@@ -1,0 +1,1 @@
+"""Operator (admin) API: its own Entra authentication, teams and their keys."""

@@ -1,0 +1,24 @@
+"""The admin routes as (route, methods, handler); routes.py wraps each in a RouteSpec."""
+
+from __future__ import annotations
+
+from admin.handlers import (
+    resume_team,
+    revoke_team_key,
+    rotate_team_key,
+    suspend_team,
+    team_item,
+    team_keys,
+    teams_collection,
+)
+from core.http import Handler
+
+ADMIN_ROUTES: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
+    ("api/admin/teams", ("GET", "POST"), teams_collection),
+    ("api/admin/teams/{team}", ("GET", "PATCH"), team_item),
+    ("api/admin/teams/{team}/suspend", ("POST",), suspend_team),
+    ("api/admin/teams/{team}/resume", ("POST",), resume_team),
+    ("api/admin/teams/{team}/keys", ("GET", "POST"), team_keys),
+    ("api/admin/teams/{team}/keys/{key_id}/revoke", ("POST",), revoke_team_key),
+    ("api/admin/teams/{team}/keys/{key_id}/rotate", ("POST",), rotate_team_key),
+)
