@@ -7,7 +7,6 @@ import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -16,9 +15,8 @@ from azure.data.tables import UpdateMode
 
 from core.errors import Conflict, InvalidRequest, ServiceUnavailable
 from core.tables import Tables, storage_errors
-from keystore.teams import Team
+from keystore.teams import ROW, Team, team_from_entity, team_to_entity
 
-_ROW = "team"
 _MAX_TOKEN_CHARS = 2048
 _MAX_CAS_ATTEMPTS = 10
 
@@ -52,34 +50,6 @@ def decode_token(token: str | None) -> dict[str, str] | None:
     return value
 
 
-def _plain_utc(value: Any) -> datetime | None:
-    if not isinstance(value, datetime):
-        return None
-    v = value.astimezone(UTC)
-    return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, tzinfo=UTC)
-
-
-def _team(entity: Any) -> Team:
-    return Team(
-        team=entity["PartitionKey"],
-        plan_id=entity.get("plan_id", ""),
-        status=entity.get("status", "active"),
-        description=entity.get("description", ""),
-        created_at=_plain_utc(entity.get("created_at")),
-    )
-
-
-def _entity(team: Team) -> dict[str, Any]:
-    return {
-        "PartitionKey": team.team,
-        "RowKey": _ROW,
-        "plan_id": team.plan_id,
-        "status": team.status,
-        "description": team.description,
-        "created_at": team.created_at or datetime.now(UTC),
-    }
-
-
 class AdminTeamStore:
     def __init__(self, tables: Tables) -> None:
         self._table = tables.table("teams")
@@ -87,29 +57,29 @@ class AdminTeamStore:
     async def create(self, team: Team) -> None:
         try:
             with storage_errors():
-                await self._table.create_entity(_entity(team))
+                await self._table.create_entity(team_to_entity(team))
         except ResourceExistsError:
             raise Conflict(f"Team {team.team} already exists.", param="team") from None
 
     async def get(self, name: str) -> Team | None:
         try:
             with storage_errors():
-                entity = await self._table.get_entity(name, _ROW)
+                entity = await self._table.get_entity(name, ROW)
         except ResourceNotFoundError:
             return None
-        return _team(entity)
+        return team_from_entity(entity)
 
     async def page(self, *, size: int, token: str | None) -> TeamPage:
         continuation = decode_token(token)
         with storage_errors():
             query: Any = self._table.query_entities(
-                "RowKey eq @row", parameters={"row": _ROW}, results_per_page=size
+                "RowKey eq @row", parameters={"row": ROW}, results_per_page=size
             )
             # The Tables SDK's continuation token is a dict of next PartitionKey/RowKey.
             pages: Any = query.by_page(continuation_token=continuation)
             teams: list[Team] = []
             async for page in pages:
-                teams = [_team(e) async for e in page]
+                teams = [team_from_entity(e) async for e in page]
                 break
             next_token = encode_token(pages.continuation_token)
         return TeamPage(teams=teams, next_token=next_token)
@@ -119,17 +89,17 @@ class AdminTeamStore:
         for _ in range(_MAX_CAS_ATTEMPTS):
             try:
                 with storage_errors():
-                    entity = await self._table.get_entity(name, _ROW)
+                    entity = await self._table.get_entity(name, ROW)
             except ResourceNotFoundError:
                 return None
-            current = _team(entity)
+            current = team_from_entity(entity)
             updated = change(current)
             if updated is None:
                 return current
             try:
                 with storage_errors():
                     await self._table.update_entity(
-                        _entity(updated),
+                        team_to_entity(updated),
                         mode=UpdateMode.MERGE,
                         etag=entity.metadata["etag"],
                         match_condition=MatchConditions.IfNotModified,

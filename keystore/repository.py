@@ -85,14 +85,14 @@ def to_entity(record: KeyRecord) -> dict[str, Any]:
     return entity
 
 
-def _plain_utc(value: Any) -> datetime:
+def plain_utc(value: Any) -> datetime:
     # The SDK returns a datetime subclass; normalise so records compare and print plainly.
     v = value.astimezone(UTC)
     return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, tzinfo=UTC)
 
 
-def _optional_utc(value: Any) -> datetime | None:
-    return None if value is None else _plain_utc(value)
+def optional_utc(value: Any) -> datetime | None:
+    return None if value is None else plain_utc(value)
 
 
 def from_entity(entity: Any) -> KeyRecord:
@@ -104,12 +104,12 @@ def from_entity(entity: Any) -> KeyRecord:
         team=entity.get("team", ""),
         description=entity.get("description", ""),
         status=KeyStatus(entity["status"]),
-        created_at=_plain_utc(entity["created_at"]),
+        created_at=plain_utc(entity["created_at"]),
         deployment_id=entity.get("deployment_id"),
         application_id=entity.get("application_id"),
-        expires_at=_optional_utc(entity.get("expires_at")),
-        revoked_at=_optional_utc(entity.get("revoked_at")),
-        last_used_at=_optional_utc(entity.get("last_used_at")),
+        expires_at=optional_utc(entity.get("expires_at")),
+        revoked_at=optional_utc(entity.get("revoked_at")),
+        last_used_at=optional_utc(entity.get("last_used_at")),
         generation=int(generation) if generation is not None else None,
         master_version=entity.get("master_version"),
     )

@@ -13,8 +13,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 
 from core.tables import Tables, storage_errors
-
-_ROW = "team"
+from keystore.repository import optional_utc
 
 
 @dataclass(frozen=True)
@@ -30,6 +29,30 @@ class Team:
         return self.status == "suspended"
 
 
+ROW = "team"
+
+
+def team_from_entity(entity: Any) -> Team:
+    return Team(
+        team=entity["PartitionKey"],
+        plan_id=entity.get("plan_id", ""),
+        status=entity.get("status", "active"),
+        description=entity.get("description", ""),
+        created_at=optional_utc(entity.get("created_at")),
+    )
+
+
+def team_to_entity(team: Team) -> dict[str, Any]:
+    return {
+        "PartitionKey": team.team,
+        "RowKey": ROW,
+        "plan_id": team.plan_id,
+        "status": team.status,
+        "description": team.description,
+        "created_at": team.created_at or datetime.now(UTC),
+    }
+
+
 class TeamStore:
     def __init__(self, tables: Tables) -> None:
         self._table = tables.table("teams")
@@ -37,25 +60,11 @@ class TeamStore:
     async def get(self, team: str) -> Team | None:
         with storage_errors():
             try:
-                entity = await self._table.get_entity(team, _ROW)
+                entity = await self._table.get_entity(team, ROW)
             except ResourceNotFoundError:
                 return None
-        return Team(
-            team=entity["PartitionKey"],
-            plan_id=entity.get("plan_id", ""),
-            status=entity.get("status", "active"),
-            description=entity.get("description", ""),
-            created_at=entity.get("created_at"),
-        )
+        return team_from_entity(entity)
 
     async def put(self, team: Team) -> None:
-        entity: dict[str, Any] = {
-            "PartitionKey": team.team,
-            "RowKey": _ROW,
-            "plan_id": team.plan_id,
-            "status": team.status,
-            "description": team.description,
-            "created_at": team.created_at or datetime.now(UTC),
-        }
         with storage_errors():
-            await self._table.upsert_entity(entity)
+            await self._table.upsert_entity(team_to_entity(team))
