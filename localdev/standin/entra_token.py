@@ -135,22 +135,6 @@ def _authenticate(state: StandinState, tenant: str, client_id: str, secret: str)
     return app
 
 
-def _mint(state: StandinState, app: AppRegistration, resource: str) -> tuple[str, int]:
-    """An app-only token for `resource`, v2 only if that resource's registration accepts v2 tokens."""
-    aud = audience_for(resource)
-    v2_client_id = state.v2_client_id(aud)
-    lifetime = state.config.token_lifetime_seconds
-    token = state.mint_token(
-        tid=app.tenant_id,
-        oid=app.object_id,
-        aud=v2_client_id or aud,
-        client_id=app.client_id,
-        ver="2.0" if v2_client_id else "1.0",
-        lifetime_seconds=lifetime,
-    )
-    return token, lifetime
-
-
 async def _grant(state: StandinState, request: Request, *, v1: bool) -> dict[str, Any]:
     tenant = request.path_params["tenant"]
     form = await _form(request)
@@ -163,9 +147,9 @@ async def _grant(state: StandinState, request: Request, *, v1: bool) -> dict[str
         )
     resource = _v1_resource(form) if v1 else _v2_resource(form)
     app = _authenticate(state, tenant, *_client_credentials(request, form))
-    token, lifetime = _mint(state, app, resource)
+    token = state.mint_app_token(tid=app.tenant_id, oid=app.object_id, client_id=app.client_id, resource=resource)
     # Entra reports one second less than the token's lifetime; v1 sends numbers as strings.
-    expires_in = lifetime - 1
+    expires_in = state.config.token_lifetime_seconds - 1
     if not v1:
         return {"token_type": "Bearer", "expires_in": expires_in, "ext_expires_in": expires_in, "access_token": token}
     now = int(dt.datetime.now(dt.UTC).timestamp())

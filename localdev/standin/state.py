@@ -177,19 +177,28 @@ class StandinState:
 
     def mint_for_identity(self, identity: ManagedIdentity, resource: str) -> tuple[str, int]:
         """What the managed-identity endpoint returns: the token and its expiry (epoch seconds)."""
-        aud = audience_for(resource)
-        v2_client_id = self.v2_client_id(aud)
-        lifetime = self.config.token_lifetime_seconds
-        token = self.mint_token(
-            tid=identity.tenant_id,
-            oid=identity.principal_id,
-            aud=v2_client_id or aud,
-            client_id=identity.client_id,
-            ver="2.0" if v2_client_id else "1.0",
-            lifetime_seconds=lifetime,
+        token = self.mint_app_token(
+            tid=identity.tenant_id, oid=identity.principal_id, client_id=identity.client_id, resource=resource,
             xms_mirid=identity.resource_id,
         )
         return token, int(jwt.decode(token, options={"verify_signature": False})["exp"])
+
+    def mint_app_token(
+        self, *, tid: str, oid: str, client_id: str, resource: str, xms_mirid: str | None = None
+    ) -> str:
+        """An app-only token for `resource` (a scope's `/.default` stripped), v2 only if that resource's
+        registration accepts v2 tokens, living `token_lifetime_seconds`."""
+        aud = audience_for(resource)
+        v2_client_id = self.v2_client_id(aud)
+        return self.mint_token(
+            tid=tid,
+            oid=oid,
+            aud=v2_client_id or aud,
+            client_id=client_id,
+            ver="2.0" if v2_client_id else "1.0",
+            lifetime_seconds=self.config.token_lifetime_seconds,
+            xms_mirid=xms_mirid,
+        )
 
     def v2_client_id(self, aud: str) -> str | None:
         for resource, client_id in self.config.v2_resources.items():
