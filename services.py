@@ -10,6 +10,7 @@ import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
 from admin.service import AdminService
+from core.identity import service_credential
 from core.settings import Settings, get_settings
 from core.tables import Tables
 from keystore.last_used import LastUsedRecorder
@@ -21,7 +22,6 @@ from metering.plans import PlanCatalog
 from metering.submit import MeteringDeps
 from metering.usage_writer import UsageWriter
 from provisioning.audit import AuditLog
-from provisioning.credentials import service_credential
 from provisioning.deployment_store import DeploymentStore
 from provisioning.entra import TokenValidator
 from provisioning.exchange import KeyExchange

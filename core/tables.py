@@ -21,6 +21,7 @@ from azure.core.exceptions import (
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from core.errors import StorageUnavailable
+from core.identity import service_credential
 from core.settings import Settings
 
 TABLES = (
@@ -30,12 +31,6 @@ TABLES = (
 
 def table_name(settings: Settings, logical: str) -> str:
     return f"{settings.table_prefix}{logical}"
-
-
-def make_credential(settings: Settings) -> AsyncTokenCredential:
-    from azure.identity.aio import DefaultAzureCredential
-
-    return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
 
 
 class Tables:
@@ -52,7 +47,7 @@ class Tables:
             )
         elif settings.storage_table_endpoint:
             if credential is None:
-                credential = self._owned_credential = make_credential(settings)
+                credential = self._owned_credential = service_credential(settings)
             self.service = TableServiceClient(
                 endpoint=settings.storage_table_endpoint, credential=credential, **client_options
             )

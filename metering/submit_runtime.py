@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 
+from core.identity import service_credential
 from core.settings import Settings
 from core.tables import Tables, storage_errors, table_name
 from metering.marketplace_client import MarketplaceClient, metering_credential
 from metering.plans import PlanCatalog
 from metering.submit import MeteringDeps
-from provisioning.credentials import service_credential
 from provisioning.deployment_store import DeploymentStore
 
 METERING_TABLES = ("usage", "meterhours", "meterledger")

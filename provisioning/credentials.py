@@ -13,20 +13,10 @@ import requests
 from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError
-from azure.identity.aio import DefaultAzureCredential
 from azure.keyvault.secrets.aio import SecretClient
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
 from core.settings import Settings
-
-
-def service_credential(settings: Settings) -> AsyncTokenCredential:
-    """The service's own identity: in Azure the Function app's managed identity (user-assigned
-    when its client ID is set); locally the same protocol against the stand-in."""
-    return DefaultAzureCredential(
-        managed_identity_client_id=settings.managed_identity_client_id or None,
-        exclude_interactive_browser_credential=True,
-    )
 
 
 async def arm_credential(
