@@ -102,7 +102,6 @@ def build_proxy(
         resolver=resolver, plans=plans.get, limiter=limiter, usage=parts["usage"], upstreams=upstreams,
         settings=settings,
     )
-    parts["closers"].append(upstreams)
     return {"last_used": last_used, "limiter": limiter, "proxy": proxy}
 
 
