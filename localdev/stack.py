@@ -72,7 +72,9 @@ class LocalStack:
         os.environ.update(self.standin.environ())
         if not os.environ.get("LIUTONG_UPSTREAMS_FILE"):
             self.upstream = mock_upstream.start_in_thread(HOST, self.ports.upstream)
-            self.upstreams_file = write_mock_upstreams(self.upstream.base_url)
+            self.upstreams_file = write_mock_upstreams(
+                self.upstream.base_url, self.setting_overrides.get("plans_file")
+            )
         return self.settings()
 
     def settings(self) -> Settings:
@@ -126,9 +128,11 @@ class LocalStack:
         self.stop()
 
 
-def write_mock_upstreams(base_url: str) -> str:
-    """Every model alias the plans name, served by the local mock upstream."""
-    aliases = sorted({m for plan in PlanCatalog.load(Settings().plans_file).plans for m in plan.models})
+def write_mock_upstreams(base_url: str, plans_file: str | None = None) -> str:
+    """Every model alias the plans name (those of `plans_file`, else the configured ones), served by the
+    local mock upstream."""
+    plans = PlanCatalog.load(plans_file or Settings().plans_file)
+    aliases = sorted({m for plan in plans.plans for m in plan.models})
     config = {"models": {a: {"kind": "openai", "base_url": f"{base_url}/v1", "model": a} for a in aliases}}
     directory = Path(tempfile.mkdtemp(prefix="liutong-local-"))
     path = directory / "upstreams.json"
