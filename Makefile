@@ -50,8 +50,11 @@ test: lint typecheck infra-check unit
 package: setup
 	$(BIN)/python scripts/package_marketplace.py
 
+# Both benchmarks: key exchange, then the proxy (without LiteLLM unless LITELLM=1; ARGS=... replaces
+# that default, as for bench-proxy).
 bench: setup
 	$(BIN)/python -m bench.key_exchange
+	$(BIN)/python -m bench.proxy $(or $(ARGS),$(if $(filter 1,$(LITELLM)),,--no-litellm))
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache dist

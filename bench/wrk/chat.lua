@@ -1,6 +1,6 @@
--- POST one chat completion per request; used by bench/proxy.py.
+-- POST one chat completion per request; used by the proxy benchmark (bench/load.py).
 -- Environment: BENCH_MODEL (alias), BENCH_KEY (bearer key, optional), BENCH_STREAM ("1" = SSE).
--- The done hook prints one machine-readable line, parsed by bench/proxy.py:
+-- The done hook prints one machine-readable line, parsed by bench/load.py:
 --   BENCH requests=… duration_us=… p50_us=… p90_us=… p99_us=… max_us=… errors=… non2xx=…
 local model = os.getenv("BENCH_MODEL") or "bench-chat"
 local key = os.getenv("BENCH_KEY")
