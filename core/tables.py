@@ -41,6 +41,9 @@ class Tables:
     ) -> None:
         self._settings = settings
         self._owned_credential: AsyncTokenCredential | None = None
+        # aiohttp's trust_env reads ~/.netrc and the proxy variables in a worker thread on every
+        # request; under load those threads take the GIL from the event loop (seen in py-spy).
+        client_options.setdefault("use_env_settings", False)
         if settings.storage_connection_string is not None:
             self.service = TableServiceClient.from_connection_string(
                 settings.storage_connection_string.get_secret_value(), **client_options

@@ -8,7 +8,6 @@ Per call: principal → plan → model allowed? → estimate (prompt from the re
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from proxy.metered_call import MeteredCall
 from proxy.payloads import estimate_tokens, parse_chat, parse_embeddings, upstream_body
 from proxy.principal import Principal
 from proxy.registry import CHAT, EMBEDDINGS, UpstreamRegistry, UpstreamTarget
+from proxy.request_ids import new_request_id
 from proxy.sse import SseUsageTap
 from proxy.streaming import StreamRelay
 
@@ -154,7 +154,7 @@ class ProxyService:
         estimate = plan.plan_tokens(alias, prompt + completion)
         admission = await self._limiter.admit(principal, plan, model_alias=alias, estimated_plan_tokens=estimate)
         return MeteredCall(
-            request_id=f"req_{os.urandom(16).hex()}", principal=principal, plan=plan, model_alias=alias,
+            request_id=new_request_id(), principal=principal, plan=plan, model_alias=alias,
             endpoint=endpoint, admission=admission, sink=self._usage, clock=self._clock, prompt_estimate=prompt,
         )
 
