@@ -18,7 +18,6 @@ own pipeline (authentication, retries, transport); `use_sdk=True` switches back 
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from azure.core.rest import HttpRequest
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
@@ -155,8 +155,9 @@ def _json(entity: Entity) -> str:
     body: Entity = {}
     for name, value in entity.items():
         if isinstance(value, datetime):
-            body[name] = value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            # Entities carry UTC datetimes (to_entity); isoformat is several times cheaper than strftime.
+            body[name] = value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
             body[f"{name}@odata.type"] = "Edm.DateTime"
         else:
             body[name] = value
-    return json.dumps(body, separators=(",", ":"))
+    return orjson.dumps(body).decode()
