@@ -36,8 +36,14 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup
+unit: setup chromium
 	$(BIN)/python -m pytest
+
+# Debian's Chromium for the browser tests (tests/admin/test_ui_browser.py); they fail without it.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || command -v sudo)
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || $(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium'
 
 # checkov on infra/ (Bicep); fails on any failed check and on files checkov could not parse.
 infra-check: setup $(CHECKOV_VENV)/.installed

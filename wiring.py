@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
+from admin.deployments import AdminDeployments
 from admin.handlers import build_admin_service
 from admin.service import AdminService
 from admin.settings import AdminSettings
@@ -36,6 +37,13 @@ from proxy.registry import UpstreamRegistry
 from proxy.service import ProxyService
 
 
+def rotation_policy(settings: Settings) -> RotationPolicy:
+    return RotationPolicy(
+        rotate_after=timedelta(days=settings.key_rotation_days),
+        grace=timedelta(hours=settings.key_rotation_grace_hours),
+    )
+
+
 async def build_provisioning(
     settings: Settings, *, tables: Tables, http: httpx.AsyncClient, credential: AsyncTokenCredential
 ) -> dict[str, Any]:
@@ -45,10 +53,7 @@ async def build_provisioning(
     masters = master_secret_provider(settings, credential=credential)
     validator = TokenValidator.from_settings(settings, http=http)
     arm_cred = await arm_credential(settings, service=credential)
-    policy = RotationPolicy(
-        rotate_after=timedelta(days=settings.key_rotation_days),
-        grace=timedelta(hours=settings.key_rotation_grace_hours),
-    )
+    policy = rotation_policy(settings)
     exchange = KeyExchange(
         validator=validator, deployments=deployments, arm=ArmClient(http=http, credential=arm_cred,
         endpoint=settings.arm_endpoint), keys=keys, masters=masters, audit=audit, policy=policy,
@@ -111,5 +116,15 @@ def build_admin(
     """None when the admin tenant or audience is unset: the admin API then answers 503 (fail closed)."""
     return build_admin_service(
         settings, AdminSettings.from_settings(settings), http=http, tables=tables, keys=parts["keys"],
-        audit=parts["audit"], plans=parts["plans"],
+        audit=parts["audit"], plans=parts["plans"], deployments=_admin_deployments(settings, tables, parts),
+    )
+
+
+def _admin_deployments(settings: Settings, tables: Tables, parts: dict[str, Any]) -> AdminDeployments | None:
+    # Without the key-exchange parts (a teams-only composition) the deployment routes answer 503.
+    if "deployments" not in parts or "masters" not in parts:
+        return None
+    return AdminDeployments(
+        tables=tables, store=parts["deployments"], keys=parts["keys"], masters=parts["masters"],
+        policy=rotation_policy(settings), audit=parts["audit"],
     )

@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse, Response
 
 from admin import validation as v
 from admin.auth import AdminAuthenticator, Operator
+from admin.deployments import AdminDeployments
 from admin.service import SUSPENDED, AdminService, MintedKey, key_view, team_view
 from admin.settings import AdminSettings
 from core.errors import ServiceUnavailable
@@ -28,6 +29,7 @@ def build_admin_service(
     keys: KeyRepository,
     audit: AuditLog,
     plans: PlanCatalog,
+    deployments: AdminDeployments | None = None,
 ) -> AdminService | None:
     """None when the admin tenant or audience is unset: the admin API then answers 503 (fail closed)."""
     if not admin.configured:
@@ -36,6 +38,7 @@ def build_admin_service(
         auth=AdminAuthenticator.from_settings(settings, admin, http=http),
         tables=tables, keys=keys, audit=audit, plans=plans,
         rotation_grace_hours=admin.rotation_grace_hours, max_body_bytes=settings.max_body_bytes,
+        deployments=deployments,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from admin.deployment_handlers import DEPLOYMENT_ROUTES
 from admin.handlers import (
     resume_team,
     revoke_team_key,
@@ -11,6 +12,8 @@ from admin.handlers import (
     team_keys,
     teams_collection,
 )
+from admin.report_handlers import REPORT_ROUTES
+from admin.ui_handlers import UI_ROUTES
 from core.http import Handler
 
 ADMIN_ROUTES: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
@@ -21,4 +24,7 @@ ADMIN_ROUTES: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
     ("api/admin/teams/{team}/keys", ("GET", "POST"), team_keys),
     ("api/admin/teams/{team}/keys/{key_id}/revoke", ("POST",), revoke_team_key),
     ("api/admin/teams/{team}/keys/{key_id}/rotate", ("POST",), rotate_team_key),
+    *DEPLOYMENT_ROUTES,
+    *UI_ROUTES,
+    *REPORT_ROUTES,
 )

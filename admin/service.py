@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from admin import validation as v
+from admin.audit_view import AuditView
 from admin.auth import AdminAuthenticator, Operator
+from admin.deployments import AdminDeployments
 from admin.team_store import AdminTeamStore, TeamPage
 from core.errors import Conflict, InvalidRequest, NotFound
 from core.tables import Tables
@@ -66,8 +68,10 @@ class AdminService:
         rotation_grace_hours: float = 24,
         max_body_bytes: int = 16 * 1024,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        deployments: AdminDeployments | None = None,
     ) -> None:
         self.auth = auth
+        self.tables = tables
         self.teams = AdminTeamStore(tables)
         self.keys = keys
         self.audit = audit
@@ -75,6 +79,8 @@ class AdminService:
         self.rotation_grace_hours = rotation_grace_hours
         self.max_body_bytes = max_body_bytes
         self.now = now
+        self.deployments = deployments
+        self.audit_view = AuditView(tables)
 
     async def _audit(self, op: Operator, action: str, team: Team, key_id: str | None = None) -> None:
         await self.audit.record(AuditEvent(

@@ -196,7 +196,7 @@ def _absorb(account: Account, row: Any) -> None:
     elif key.startswith("m|"):
         account.assigned[key[2:]] = int_value(row.get("assigned_tokens"))
     elif key.startswith("h|"):
-        entry = _entry_from(row)
+        entry = entry_from(row)
         account.entries[entry.hour] = entry
 
 
@@ -226,7 +226,7 @@ def _entry_entity(partition: str, entry: Entry) -> dict[str, Any]:
     return entity
 
 
-def _entry_from(row: Any) -> Entry:
+def entry_from(row: Any) -> Entry:
     accepted = row.get("accepted_quantity")
     return Entry(
         resource_id=row["resource_id"],

@@ -30,6 +30,15 @@ EXPECTED = {
     ("api/admin/teams/{team}/keys", ("GET", "POST")),
     ("api/admin/teams/{team}/keys/{key_id}/revoke", ("POST",)),
     ("api/admin/teams/{team}/keys/{key_id}/rotate", ("POST",)),
+    ("api/admin/deployments", ("GET",)),
+    ("api/admin/deployments/{deployment_id}", ("GET",)),
+    ("api/admin/deployments/{deployment_id}/rotate", ("POST",)),
+    ("api/admin/deployments/{deployment_id}/revoke", ("POST",)),
+    ("api/admin/audit", ("GET",)),
+    ("api/admin/usage", ("GET",)),
+    ("api/admin/metering/ledger", ("GET",)),
+    ("api/admin/ui", ("GET",)),
+    ("api/admin/ui/{asset}", ("GET",)),
 }
 
 
