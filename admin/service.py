@@ -145,6 +145,20 @@ class AdminService:
         await self.keys.insert(record)
         return MintedKey(key=key, record=record)
 
+    async def _audit_minted(self, op: Operator, action: str, team: Team, minted: MintedKey) -> None:
+        """No key is handed out unaudited: if the audit write fails, the new key is revoked and the error raised.
+
+        Its plaintext is then never shown, so even a key the revocation could not reach is unusable.
+        """
+        try:
+            await self._audit(op, action, team, minted.record.key_id)
+        except Exception:
+            try:
+                await self.keys.revoke(minted.record.key_hash, at=self.now())
+            except Exception as error:  # noqa: BLE001 - the audit failure is the error to report
+                logger.warning("could not revoke unaudited key %s (%s)", minted.record.key_id, type(error).__name__)
+            raise
+
     async def mint_key(self, op: Operator, name: str, body: dict[str, Any]) -> MintedKey:
         v.check_fields(body, {"description", "expires_at"})
         description = v.description(body) or ""
@@ -153,7 +167,7 @@ class AdminService:
         if team.suspended:
             raise Conflict("The team is suspended; resume it before minting keys.", code="team_suspended")
         minted = await self._mint(team, description, expires_at)
-        await self._audit(op, "admin.key.mint", team, minted.record.key_id)
+        await self._audit_minted(op, "admin.key.mint", team, minted)
         logger.info("admin minted key %s for team %s", minted.record.key_id, team.team)
         return minted
 
@@ -190,8 +204,9 @@ class AdminService:
         if team.suspended:
             raise Conflict("The team is suspended; resume it before rotating keys.", code="team_suspended")
         minted = await self._mint(team, old.description if description is None else description, expires_at)
+        # Audited before the old key is retired: a failed audit leaves the old key active, so a retry works.
+        await self._audit_minted(op, "admin.key.rotate", team, minted)
         hours = self.rotation_grace_hours if grace is None else grace
         retired = await self.keys.retire(old.key_hash, until=self.now() + timedelta(hours=hours))
-        await self._audit(op, "admin.key.rotate", team, minted.record.key_id)
         await self._audit(op, "admin.key.retire", team, old.key_id)
         return minted, retired or old
