@@ -5,7 +5,12 @@ BIN := $(VENV)/bin
 
 .PHONY: setup run test lint typecheck unit demo bench clean infra-check package
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed $(BIN)/liutong-admin
+
+# The operators' CLI as a command (same as `python -m admin` from the checkout).
+$(BIN)/liutong-admin: $(VENV)/.installed
+	printf '#!/bin/sh\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s/python" -m admin "$$@"\n' "$(CURDIR)" "$(CURDIR)/$(BIN)" >$@
+	chmod +x $@
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required")'

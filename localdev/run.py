@@ -7,8 +7,9 @@ import os
 
 import uvicorn
 
+from admin.cli.config import PROFILE_ENV, profile_path, write_local_profile
 from localdev.server import UVICORN_OPTIONS, build_app
-from localdev.stack import API_APP_ID_URI, HOST, LocalStack, Ports
+from localdev.stack import ADMIN_AUTOMATION_CLIENT_ID, API_APP_ID_URI, HOST, LocalStack, Ports
 
 WALKTHROUGH = """\
 Liutong provisioning is running locally (Ctrl-C stops everything):
@@ -48,6 +49,14 @@ print(C(identity_config={{'resource_id': '$APP'}}).get_token('{audience}/.defaul
   # 4. call a model through the proxy (any OpenAI SDK: base_url={service}/v1, api_key=$KEY)
   curl -s {service}/v1/chat/completions -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \\
     -d '{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"Hello"}}],"stream":true}}'
+
+Admin API and CLI ({profile_note}):
+  .venv/bin/python -m admin login      # open {device_login}, enter the code, approve as operator@liutong.local
+  .venv/bin/python -m admin teams create demo --plan starter
+  .venv/bin/python -m admin keys mint demo
+  .venv/bin/python -m admin usage      # --help for the rest: keys, deployments, usage --csv, ledger, audit, ui
+  # automation (client credentials; the app holds Liutong.Admin):
+  LIUTONG_ADMIN_CLIENT_SECRET={automation_secret} .venv/bin/python -m admin --client-id {automation_id} teams list
 """
 
 
@@ -59,6 +68,8 @@ def main() -> None:
     try:
         settings = stack.start_dependencies()
         assert stack.standin is not None
+        profile = write_local_profile(stack.admin_profile(), os.environ)
+        default = profile == profile_path(os.environ)
         print(
             WALKTHROUGH.format(
                 service=stack.service_url,
@@ -70,6 +81,10 @@ def main() -> None:
                 identity_header=stack.standin.identity_header,
                 audience=API_APP_ID_URI,
                 upstream=stack.upstream.base_url if stack.upstream else "LIUTONG_UPSTREAMS_FILE",
+                profile_note=f"profile {profile}" if default else f"export {PROFILE_ENV}={profile}",
+                device_login=f"{stack.standin.base_url}/devicelogin",
+                automation_secret=stack.admin_automation_secret,
+                automation_id=ADMIN_AUTOMATION_CLIENT_ID,
             ),
             flush=True,
         )

@@ -20,12 +20,19 @@ import uvicorn
 from core.settings import Settings
 from localdev import azurite, mock_upstream
 from localdev.server import UVICORN_OPTIONS, build_app
-from localdev.standin import RunningStandin, start_in_thread
+from localdev.standin import OPERATOR_UPN, RunningStandin, start_in_thread
 from metering.plans import PlanCatalog
 
 HOST = "127.0.0.1"
 API_APP_ID_URI = "api://liutong-local"
 API_CLIENT_ID = "6c1f0a0e-5d7b-4f4e-9d55-4c8c0f1a7e21"
+# The admin API's app registration (v2 tokens), the public client the `liutong-admin` CLI signs in with,
+# and an automation app holding the admin role for `--client-secret` use.
+ADMIN_APP_ID_URI = "api://liutong-admin-local"
+ADMIN_CLIENT_ID = "3d0c6f52-8a41-4f0e-b7c2-5e9a1d4b2c70"
+ADMIN_ROLE = "Liutong.Admin"
+ADMIN_CLI_CLIENT_ID = "8b2e4a19-0c7d-4e35-a6f1-2d9c3b5e7f04"
+ADMIN_AUTOMATION_CLIENT_ID = "c5a7e913-4b2d-4f68-9e0a-7d1f3c6b8a25"
 # Variables that would make azure-identity pick another managed-identity host than App Service's.
 _COMPETING_IDENTITY_VARS = ("MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT", "IDENTITY_SERVER_THUMBPRINT")
 
@@ -34,14 +41,15 @@ _COMPETING_IDENTITY_VARS = ("MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT", "IDEN
 class Ports:
     service: int = 7071
     standin: int = 7072
+    standin_tls: int = 7073  # the same stand-in over HTTPS, for msal (the admin CLI)
     upstream: int = 0  # any free port: only the service talks to it
     azurite: int = 10002
 
     @classmethod
     def free(cls) -> Ports:
         return cls(
-            service=azurite.free_port(), standin=azurite.free_port(), upstream=azurite.free_port(),
-            azurite=azurite.free_port(),
+            service=azurite.free_port(), standin=azurite.free_port(), standin_tls=azurite.free_port(),
+            upstream=azurite.free_port(), azurite=azurite.free_port(),
         )
 
 
@@ -50,6 +58,7 @@ class LocalStack:
     ports: Ports = field(default_factory=Ports)
     webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     master_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    admin_automation_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     setting_overrides: dict[str, Any] = field(default_factory=dict)
     azurite_location: str | None = None  # None: in memory; a folder: data survives an Azurite restart
     azurite_process: subprocess.Popen[bytes] | None = None
@@ -66,7 +75,11 @@ class LocalStack:
     def start_dependencies(self) -> Settings:
         """Start Azurite and the stand-in, point this process's identity at the stand-in."""
         self.azurite_process = azurite.start_azurite(HOST, self.ports.azurite, location=self.azurite_location)
-        self.standin = start_in_thread(HOST, self.ports.standin)
+        # Polls every second: nobody should wait Entra's 5 s after approving a local sign-in.
+        self.standin = start_in_thread(
+            HOST, self.ports.standin, tls_port=self.ports.standin_tls, device_code_interval_seconds=1
+        )
+        self.configure_admin()
         for name in _COMPETING_IDENTITY_VARS:
             os.environ.pop(name, None)
         os.environ.update(self.standin.environ())
@@ -76,6 +89,33 @@ class LocalStack:
                 self.upstream.base_url, self.setting_overrides.get("plans_file")
             )
         return self.settings()
+
+    def configure_admin(self) -> None:
+        """The admin API's app registration, its CLI and automation clients, and the operator's role."""
+        assert self.standin is not None
+        state = self.standin.state
+        tenant = state.config.publisher_tenant_id
+        state.directory.expose_api(app_id_uri=ADMIN_APP_ID_URI, client_id=ADMIN_CLIENT_ID, v2=True)
+        state.directory.register_public_client(
+            client_id=ADMIN_CLI_CLIENT_ID, tenant_id=tenant, name="liutong-admin CLI"
+        )
+        state.register_app_registration(
+            client_id=ADMIN_AUTOMATION_CLIENT_ID, secret=self.admin_automation_secret, tenant_id=tenant
+        )
+        state.grant_app_role(ADMIN_AUTOMATION_CLIENT_ID, resource=ADMIN_APP_ID_URI, role=ADMIN_ROLE)
+        state.grant_user_app_role(OPERATOR_UPN, resource=ADMIN_APP_ID_URI, role=ADMIN_ROLE)
+
+    def admin_profile(self) -> dict[str, str]:
+        """What the `liutong-admin` CLI needs to sign in here (no secrets)."""
+        assert self.standin is not None and self.standin.https_url is not None
+        return {
+            "url": self.service_url,
+            "authority": self.standin.https_url,
+            "tenant": self.standin.state.config.publisher_tenant_id,
+            "client_id": ADMIN_CLI_CLIENT_ID,
+            "scope": f"{ADMIN_APP_ID_URI}/user_impersonation",
+            "ca_bundle": str(self.standin.ca_path),
+        }
 
     def settings(self) -> Settings:
         assert self.standin is not None
@@ -90,6 +130,10 @@ class LocalStack:
             "api_app_id_uri": API_APP_ID_URI,
             "api_client_id": API_CLIENT_ID,
             "managed_identity_client_id": None,
+            "admin_tenant_id": self.standin.state.config.publisher_tenant_id,
+            "admin_app_id_uri": ADMIN_APP_ID_URI,
+            "admin_client_id": ADMIN_CLIENT_ID,
+            "admin_role": ADMIN_ROLE,
         }
         if self.upstreams_file is not None:
             values["upstreams_file"] = self.upstreams_file

@@ -1,11 +1,11 @@
-"""The stand-in's ASGI application: OIDC metadata, Entra's token endpoint, the managed-identity endpoint,
-the Marketplace Metering Service, ARM."""
+"""The stand-in's ASGI application: OIDC metadata, Entra's token and device code endpoints (with the
+device login page), the managed-identity endpoint, the Marketplace Metering Service, ARM."""
 
 from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from localdev.standin import arm, entra_token, metering, msi, oidc
+from localdev.standin import arm, device_code, entra_token, metering, msi, oidc
 from localdev.standin.state import StandinState
 
 
@@ -16,6 +16,7 @@ def create_app(state: StandinState) -> Starlette:
             *msi.routes(state),
             *oidc.routes(state),
             *entra_token.routes(state),
+            *device_code.routes(state),
             *metering.routes(state),
             *arm.routes(state),
         ]

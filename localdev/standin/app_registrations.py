@@ -38,10 +38,13 @@ class AppRegistrations:
             self._by_client_id[client_id.lower()] = app
         return app
 
+    def get(self, client_id: str) -> AppRegistration | None:
+        with self._lock:
+            return self._by_client_id.get(client_id.strip().lower())
+
     def find(self, client_id: str, tenant: str) -> AppRegistration | None:
         """The app, if it has a service principal in `tenant` (single-tenant: its home tenant only)."""
-        with self._lock:
-            app = self._by_client_id.get(client_id.strip().lower())
+        app = self.get(client_id)
         if app is None or app.tenant_id.lower() != tenant.lower():
             return None
         return app

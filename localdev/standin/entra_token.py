@@ -1,6 +1,7 @@
-"""Entra's token endpoints (v2 `scope=`, v1 `resource=`) for the client-credentials grant with a secret.
+"""Entra's token endpoints (v2 `scope=`, v1 `resource=`) for the client-credentials grant with a secret,
+and (v2) the device_code and refresh_token grants of public clients (localdev.standin.device_code, .delegated).
 
-Clients are the app registrations on `state.app_registrations`. Success and error bodies follow
+Confidential clients are the app registrations on `state.app_registrations`. Success and error bodies follow
 Entra's shape (AADSTS codes, trace and correlation IDs), so real clients such as msal parse them.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import uuid
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
@@ -18,44 +18,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from localdev.standin import delegated, device_code
+from localdev.standin.aad_errors import NO_STORE, Refused, error_response, missing, unknown_client
 from localdev.standin.app_registrations import AppRegistration
 from localdev.standin.oidc import _known_tenant, _tenant_error
 from localdev.standin.state import StandinState, audience_for
 
 V2_PATH = "/{tenant}/oauth2/v2.0/token"
 V1_PATH = "/{tenant}/oauth2/token"
-_NO_STORE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, error: str, code: int, description: str) -> None:
-        super().__init__(description)
-        self.status, self.error, self.code, self.description = status, error, code, description
-
-
-def _missing(name: str) -> _Refused:
-    return _Refused(400, "invalid_request", 900144, f"The request body must contain the following parameter: '{name}'.")
-
-
-def _error(state: StandinState, refused: _Refused) -> Response:
-    trace_id, correlation_id = str(uuid.uuid4()), str(uuid.uuid4())
-    timestamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    body = {
-        "error": refused.error,
-        "error_description": f"AADSTS{refused.code}: {refused.description} Trace ID: {trace_id} "
-        f"Correlation ID: {correlation_id} Timestamp: {timestamp}",
-        "error_codes": [refused.code],
-        "timestamp": timestamp,
-        "trace_id": trace_id,
-        "correlation_id": correlation_id,
-        "error_uri": f"{state.base_url}/error?code={refused.code}",
-    }
-    return JSONResponse(body, status_code=refused.status, headers=_NO_STORE)
-
 
 async def _form(request: Request) -> dict[str, str]:
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
-        raise _missing("grant_type")
+        raise missing("grant_type")
     return dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
 
 
@@ -66,7 +40,7 @@ def _client_credentials(request: Request, form: Mapping[str, str]) -> tuple[str,
         try:
             client_id, _, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError) as error:
-            raise _Refused(401, "invalid_client", 7000216, "The client credentials are malformed.") from error
+            raise Refused(401, "invalid_client", 7000216, "The client credentials are malformed.") from error
         return unquote_plus(client_id), unquote_plus(secret)
     return form.get("client_id", ""), form.get("client_secret", "")
 
@@ -74,9 +48,9 @@ def _client_credentials(request: Request, form: Mapping[str, str]) -> tuple[str,
 def _v2_resource(form: Mapping[str, str]) -> str:
     scopes = form.get("scope", "").split()
     if not scopes:
-        raise _missing("scope")
+        raise missing("scope")
     if len(scopes) != 1:
-        raise _Refused(
+        raise Refused(
             400,
             "invalid_scope",
             70011,
@@ -84,7 +58,7 @@ def _v2_resource(form: Mapping[str, str]) -> str:
             f"valid. The scope {' '.join(scopes)} is not valid.",
         )
     if not scopes[0].endswith("/.default"):
-        raise _Refused(
+        raise Refused(
             400,
             "invalid_scope",
             1002012,
@@ -98,33 +72,25 @@ def _v2_resource(form: Mapping[str, str]) -> str:
 def _v1_resource(form: Mapping[str, str]) -> str:
     resource = form.get("resource", "")
     if not resource:
-        raise _missing("resource")
+        raise missing("resource")
     return resource
 
 
 def _authenticate(state: StandinState, tenant: str, client_id: str, secret: str) -> AppRegistration:
     if not client_id:
-        raise _missing("client_id")
+        raise missing("client_id")
     app = state.app_registrations.find(client_id, tenant)
     if app is None:
-        raise _Refused(
-            400,
-            "unauthorized_client",
-            700016,
-            f"Application with identifier '{client_id}' was not "
-            f"found in the directory '{tenant}'. This can happen if the application has not been "
-            "installed by the administrator of the tenant or consented to by any user in the tenant. "
-            "You may have sent your authentication request to the wrong tenant.",
-        )
+        raise unknown_client(client_id, tenant)
     if not secret:
-        raise _Refused(
+        raise Refused(
             401,
             "invalid_client",
             7000218,
             "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
         )
     if not app.accepts(secret):
-        raise _Refused(
+        raise Refused(
             401,
             "invalid_client",
             7000215,
@@ -140,9 +106,13 @@ async def _grant(state: StandinState, request: Request, *, v1: bool) -> dict[str
     form = await _form(request)
     grant_type = form.get("grant_type", "")
     if not grant_type:
-        raise _missing("grant_type")
+        raise missing("grant_type")
+    if not v1 and grant_type == device_code.GRANT_TYPE:
+        return device_code.device_code_grant(state, tenant, form)
+    if not v1 and grant_type == "refresh_token":
+        return delegated.refresh_token_grant(state, tenant, form)
     if grant_type != "client_credentials":
-        raise _Refused(
+        raise Refused(
             400, "unsupported_grant_type", 70003, f"The app requested an unsupported grant type '{grant_type}'."
         )
     resource = _v1_resource(form) if v1 else _v2_resource(form)
@@ -170,9 +140,9 @@ def routes(state: StandinState) -> list[Route]:
             return _tenant_error(request.path_params["tenant"])
         try:
             body = await _grant(state, request, v1=v1)
-        except _Refused as refused:
-            return _error(state, refused)
-        return JSONResponse(body, headers=_NO_STORE)
+        except Refused as refused:
+            return error_response(state, refused)
+        return JSONResponse(body, headers=NO_STORE)
 
     async def token_v2(request: Request) -> Response:
         return await token(request, v1=False)

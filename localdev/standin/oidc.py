@@ -59,8 +59,9 @@ def _common_fields(base: str, tenant: str) -> dict[str, Any]:
     }
 
 
-def v1_metadata(state: StandinState, tenant: str) -> dict[str, Any]:
-    base = state.base_url
+# `base` is the listener the client came in on (the stand-in may serve HTTP and HTTPS); issuers never change.
+def v1_metadata(state: StandinState, tenant: str, base: str | None = None) -> dict[str, Any]:
+    base = base or state.base_url
     return {
         "token_endpoint": f"{base}/{tenant}/oauth2/token",
         "jwks_uri": f"{base}/common/discovery/keys",
@@ -76,8 +77,8 @@ def v1_metadata(state: StandinState, tenant: str) -> dict[str, Any]:
     }
 
 
-def v2_metadata(state: StandinState, tenant: str) -> dict[str, Any]:
-    base = state.base_url
+def v2_metadata(state: StandinState, tenant: str, base: str | None = None) -> dict[str, Any]:
+    base = base or state.base_url
     return {
         "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
         "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys",
@@ -97,13 +98,13 @@ def routes(state: StandinState) -> list[Route]:
         tenant = request.path_params["tenant"]
         if not _known_tenant(tenant):
             return _tenant_error(tenant)
-        return JSONResponse(v1_metadata(state, tenant))
+        return JSONResponse(v1_metadata(state, tenant, state.endpoint_base(request.url.scheme)))
 
     async def metadata_v2(request: Request) -> Response:
         tenant = request.path_params["tenant"]
         if not _known_tenant(tenant):
             return _tenant_error(tenant)
-        return JSONResponse(v2_metadata(state, tenant))
+        return JSONResponse(v2_metadata(state, tenant, state.endpoint_base(request.url.scheme)))
 
     async def keys_v1(request: Request) -> Response:
         tenant = request.path_params["tenant"]

@@ -60,9 +60,12 @@ class RunningStandin:
         tls_dir: tempfile.TemporaryDirectory[str] | None = None,
     ) -> None:
         self.state = state
-        self._server = server
-        self._thread = thread
+        self._servers = [(server, thread)]
         self._tls_dir = tls_dir
+
+    def serve_also(self, server: uvicorn.Server, sock: socket.socket, *, name: str, startup_timeout: float) -> None:
+        """Another listener (e.g. HTTPS beside HTTP) for the same state, stopped with the rest."""
+        self._servers.append((server, serve_in_thread(server, sock, name=name, startup_timeout=startup_timeout)))
 
     @property
     def ca_path(self) -> Path | None:
@@ -72,6 +75,11 @@ class RunningStandin:
     @property
     def base_url(self) -> str:
         return self.state.base_url
+
+    @property
+    def https_url(self) -> str | None:
+        """An https authority for msal: the base URL itself, or the extra TLS listener's."""
+        return self.base_url if self.base_url.startswith("https:") else self.state.tls_base_url
 
     @property
     def identity_header(self) -> str:
@@ -86,8 +94,13 @@ class RunningStandin:
         return {"IDENTITY_ENDPOINT": self.msi_endpoint, "IDENTITY_HEADER": self.identity_header}
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout)
+        for server, _ in self._servers:
+            server.should_exit = True
+            # An idle TLS keep-alive connection waits for its peer's close_notify, which a pooled client
+            # never sends: uvicorn would wait for it until the client closes its pool.
+            server.force_exit = server.config.ssl_certfile is not None
+        for _, thread in self._servers:
+            thread.join(timeout)
         if self._tls_dir is not None:
             self._tls_dir.cleanup()
 
@@ -106,6 +119,7 @@ def start_in_thread(
     *,
     config: StandinConfig | None = None,
     tls: bool = False,
+    tls_port: int | None = None,
     startup_timeout: float = 10.0,
     **overrides: Any,
 ) -> RunningStandin:
@@ -113,19 +127,35 @@ def start_in_thread(
 
     `overrides` are StandinConfig fields, e.g. identity_header="x", service_client_id="...".
     With `tls`, serves HTTPS with a fresh self-signed certificate (`ca_path`): msal refuses http authorities.
+    With `tls_port` (0 = any free port), serves plain HTTP on `port` (issuers, the service's JWKS, ARM) and
+    the same state over HTTPS on `tls_port` too (`https_url`), for msal.
     """
     sock = bind(host, port)
-    tls_dir = tempfile.TemporaryDirectory(prefix="standin-tls-") if tls else None
+    try:
+        tls_sock = bind(host, tls_port) if tls_port is not None and not tls else None
+    except OSError:
+        sock.close()
+        raise
+    tls_dir = tempfile.TemporaryDirectory(prefix="standin-tls-") if tls or tls_sock else None
     cert_and_key = write_self_signed_cert(Path(tls_dir.name), host=host) if tls_dir else None
     state = StandinState(base_url_of(sock, "https" if tls else "http"), build_config(config, overrides))
-    server = make_server(state, cert_and_key)
+    server = make_server(state, cert_and_key if tls else None)
     try:
         thread = serve_in_thread(server, sock, name="azure-standin", startup_timeout=startup_timeout)
     except RuntimeError:
         if tls_dir is not None:
             tls_dir.cleanup()
         raise
-    return RunningStandin(state, server, thread, tls_dir)
+    running = RunningStandin(state, server, thread, tls_dir)
+    if tls_sock is not None:
+        state.tls_base_url = base_url_of(tls_sock, "https")
+        tls_server = make_server(state, cert_and_key)
+        try:
+            running.serve_also(tls_server, tls_sock, name="azure-standin-tls", startup_timeout=startup_timeout)
+        except RuntimeError:
+            running.stop()
+            raise
+    return running
 
 
 def serve_in_thread(

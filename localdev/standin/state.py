@@ -14,7 +14,9 @@ import jwt
 
 from localdev.standin.app_registrations import AppRegistrations
 from localdev.standin.arm_store import ArmStore
+from localdev.standin.directory import Directory, seed_users
 from localdev.standin.identities import IdentityRegistry, ManagedIdentity, stable_guid
+from localdev.standin.sign_ins import SignIns
 from localdev.standin.signing import KeyRing, SigningKey, UnknownSigningKey, b64url
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -76,6 +78,9 @@ class StandinConfig:
     v2_resources: Mapping[str, str] = field(default_factory=dict)
     # Subscription -> tenant; unlisted subscriptions get a stable derived tenant.
     subscription_tenants: Mapping[str, str] = field(default_factory=dict)
+    # Entra's device code flow: 15 minutes to sign in, poll every 5 seconds.
+    device_code_lifetime_seconds: int = 900
+    device_code_interval_seconds: int = 5
 
 
 class TokenRejected(Exception):
@@ -100,6 +105,11 @@ class StandinState:
         )
         self.arm = ArmStore(self)
         self.app_registrations = AppRegistrations()
+        self.directory = Directory()
+        seed_users(self.directory, self.config.publisher_tenant_id)
+        self.sign_ins = SignIns()
+        # Set when the same state is also served over HTTPS (msal accepts only https authorities).
+        self.tls_base_url: str | None = None
 
     def register_app_registration(
         self, *, client_id: str, secret: str, tenant_id: str, object_id: str | None = None
@@ -109,6 +119,21 @@ class StandinState:
             client_id=client_id, secret=secret, tenant_id=tenant_id, object_id=object_id
         )
         return app.object_id
+
+    def grant_app_role(self, client_id: str, *, resource: str, role: str) -> None:
+        """Assigns an app role of `resource` (App ID URI or client ID) to an app registration's service
+        principal: its client-credentials tokens for that resource then carry `roles`."""
+        app = self.app_registrations.get(client_id)
+        if app is None:
+            raise KeyError(f"no app registration {client_id}")
+        self.directory.assign_app_role(app.object_id, resource=resource, role=role)
+
+    def grant_user_app_role(self, user: str, *, resource: str, role: str) -> None:
+        """Assigns an app role to a user (UPN or object ID): their delegated tokens carry `roles`."""
+        found = self.directory.user(user)
+        if found is None:
+            raise KeyError(f"no user {user}")
+        self.directory.assign_app_role(found.oid, resource=resource, role=role)
 
     # -- issuers and metadata -------------------------------------------------------------------------
 
@@ -121,6 +146,10 @@ class StandinState:
 
     def v2_issuer(self, tenant: str) -> str:
         return f"{self.base_url}/{tenant}/v2.0"
+
+    def endpoint_base(self, scheme: str) -> str:
+        """Where metadata points clients: the listener they came in on. Issuers never change."""
+        return self.tls_base_url if scheme == "https" and self.tls_base_url else self.base_url
 
     def tenant_for_subscription(self, subscription_id: str) -> str:
         for subscription, tenant in self.config.subscription_tenants.items():
@@ -190,6 +219,7 @@ class StandinState:
         registration accepts v2 tokens, living `token_lifetime_seconds`."""
         aud = audience_for(resource)
         v2_client_id = self.v2_client_id(aud)
+        roles = self.directory.app_roles(oid, aud)
         return self.mint_token(
             tid=tid,
             oid=oid,
@@ -198,13 +228,16 @@ class StandinState:
             ver="2.0" if v2_client_id else "1.0",
             lifetime_seconds=self.config.token_lifetime_seconds,
             xms_mirid=xms_mirid,
+            # As Entra: no `roles` claim at all unless the principal holds one.
+            extra_claims={"roles": list(roles)} if roles else None,
         )
 
     def v2_client_id(self, aud: str) -> str | None:
         for resource, client_id in self.config.v2_resources.items():
             if aud.rstrip("/").lower() in (resource.rstrip("/").lower(), client_id.lower()):
                 return client_id
-        return None
+        api = self.directory.api(aud)
+        return api.client_id if api is not None and api.v2 else None
 
     def verify_token(self, token: str, *, audiences: frozenset[str]) -> dict[str, Any]:
         """Claims of a token this stand-in minted, or TokenRejected with ARM's error code."""
