@@ -93,14 +93,17 @@ class AdminService:
     async def create_team(self, op: Operator, body: dict[str, Any]) -> Team:
         v.check_fields(body, {"team", "plan_id", "description"})
         name = v.team_name(body.get("team"))
-        plan_id = v.required_str(body, "plan_id")
+        plan_id = self._known_plan(v.required_str(body, "plan_id"))
         description = v.description(body) or ""
-        if self.plans.get(plan_id) is None:
-            raise InvalidRequest("Unknown plan.", param="plan_id", code="unknown_plan")
         team = Team(team=name, plan_id=plan_id, status=ACTIVE, description=description, created_at=self.now())
         await self.teams.create(team)
         await self._audit(op, "admin.team.create", team)
         return team
+
+    def _known_plan(self, plan_id: str) -> str:
+        if self.plans.get(plan_id) is None:
+            raise InvalidRequest("Unknown plan.", param="plan_id", code="unknown_plan")
+        return plan_id
 
     async def list_teams(self, *, size: int, token: str | None) -> TeamPage:
         return await self.teams.page(size=size, token=token)
@@ -112,12 +115,19 @@ class AdminService:
         return team
 
     async def update_team(self, op: Operator, name: str, body: dict[str, Any]) -> Team:
-        v.check_fields(body, {"description"})
-        description = v.description(body, required=True)
-        assert description is not None
-        updated = await self.teams.update(
-            v.team_name(name), lambda t: dataclasses.replace(t, description=description)
-        )
+        v.check_fields(body, {"description", "plan_id"})
+        if not body:
+            raise InvalidRequest("Nothing to update: give description and/or plan_id.", code="empty_update")
+        description = v.description(body, required=True) if "description" in body else None
+        plan_id = self._known_plan(v.required_str(body, "plan_id")) if "plan_id" in body else None
+
+        def change(team: Team) -> Team:
+            return dataclasses.replace(
+                team, description=team.description if description is None else description,
+                plan_id=plan_id or team.plan_id,
+            )
+
+        updated = await self.teams.update(v.team_name(name), change)
         if updated is None:
             raise NotFound("No such team.", param="team")
         await self._audit(op, "admin.team.update", updated)

@@ -132,7 +132,8 @@ async def test_bad_create_writes_nothing(client: httpx.AsyncClient, tables: Tabl
 async def test_bad_update_and_media_type(client: httpx.AsyncClient, tables: Tables) -> None:
     await create_team(client)
     before = await snapshot(tables)
-    for body in ({}, {"description": None}, {"description": 1}, {"plan_id": "standard"}):
+    for body in ({}, {"description": None}, {"description": 1}, {"plan_id": "no-such-plan"}, {"plan_id": 3},
+                 {"description": "ok", "plan_id": "no-such-plan"}, {"team": "team-b"}):
         response = await client.patch("/api/admin/teams/team-a", json=body, headers=H)
         assert response.status_code == 400, body
     xml = await client.post("/api/admin/teams", content=b"<a/>", headers={**H, "content-type": "text/xml"})
@@ -140,3 +141,12 @@ async def test_bad_update_and_media_type(client: httpx.AsyncClient, tables: Tabl
     bad_name = await client.get("/api/admin/teams/BAD_NAME", headers=H)
     assert bad_name.status_code == 400
     assert await snapshot(tables) == before
+
+
+async def test_update_moves_a_team_to_another_plan(client: httpx.AsyncClient, tables: Tables) -> None:
+    await create_team(client, plan_id="starter")
+    response = await client.patch("/api/admin/teams/team-a", json={"plan_id": "standard"}, headers=H)
+    assert response.status_code == 200, response.text
+    assert response.json()["plan_id"] == "standard" and response.json()["description"] == "first"
+    stored = await TeamStore(tables).get("team-a")
+    assert stored is not None and stored.plan_id == "standard"
