@@ -15,6 +15,9 @@ using './main.bicep'
 param environmentName = 'liutong'
 param apiAppIdUri = readEnvironmentVariable('LIUTONG_API_APP_ID_URI')
 param apiClientId = readEnvironmentVariable('LIUTONG_API_CLIENT_ID')
+// The admin API's own app registration (app role Liutong.Admin); unset, the admin API answers 503.
+param adminAppIdUri = readEnvironmentVariable('LIUTONG_ADMIN_APP_ID_URI', '')
+param adminClientId = readEnvironmentVariable('LIUTONG_ADMIN_CLIENT_ID', '')
 param createMasterSecret = bool(readEnvironmentVariable('LIUTONG_CREATE_MASTER_SECRET', 'false'))
 param createWebhookSecret = bool(readEnvironmentVariable('LIUTONG_CREATE_WEBHOOK_SECRET', 'false'))
 
