@@ -22,8 +22,7 @@ from core.tables import Tables, storage_errors
 from keystore.master_secret import MasterSecretProvider
 from keystore.repository import KeyRepository
 from provisioning.audit import AuditEvent, AuditLog
-from provisioning.deployment_store import DeploymentStore
-from provisioning.deployment_store import _from_entity as deployment_from_entity
+from provisioning.deployment_store import DeploymentStore, deployment_from_entity
 from provisioning.deployments import Deployment
 from provisioning.notifications import deployment_id_for
 from provisioning.rotation import RotationPolicy, rotate

@@ -33,7 +33,7 @@ class DeploymentStore:
                 entity = await self._table.get_entity(deployment_id, _ROW)
             except ResourceNotFoundError:
                 return None
-        return _from_entity(entity)
+        return deployment_from_entity(entity)
 
     async def create(self, deployment: Deployment) -> Deployment:
         with storage_errors():
@@ -67,7 +67,7 @@ class DeploymentStore:
 
     async def list_all(self) -> list[Deployment]:
         with storage_errors():
-            return [_from_entity(e) async for e in self._table.query_entities(f"RowKey eq '{_ROW}'")]
+            return [deployment_from_entity(e) async for e in self._table.query_entities(f"RowKey eq '{_ROW}'")]
 
 
 def _to_entity(deployment: Deployment) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def _to_entity(deployment: Deployment) -> dict[str, Any]:
     return entity
 
 
-def _from_entity(entity: Any) -> Deployment:
+def deployment_from_entity(entity: Any) -> Deployment:
     values: dict[str, Any] = {name: entity.get(name) for name in _OPTIONAL_FIELDS if name in entity}
     if "plan_name" in entity:
         values["plan"] = Plan(**{f: entity.get(f"plan_{f}", "") for f in _PLAN_FIELDS})
