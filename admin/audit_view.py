@@ -10,7 +10,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from admin import validation as v
@@ -44,24 +44,6 @@ class AuditPage:
     next_token: str | None
 
 
-def _instant(params: Mapping[str, str], name: str) -> datetime | None:
-    raw = params.get(name)
-    if raw is None:
-        return None
-    bad = InvalidRequest(f"'{name}' must be an ISO 8601 date or timestamp with a UTC offset.", param=name)
-    if len(raw) > 40:
-        raise bad
-    try:
-        if len(raw) == 10:
-            return datetime.combine(date.fromisoformat(raw), time(), tzinfo=UTC)
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        raise bad from None
-    if parsed.utcoffset() is None:
-        raise bad
-    return parsed.astimezone(UTC)
-
-
 def _resource_id(value: str) -> str:
     # Provisioning rows hold the normalised (lower-case) application ID; accept it as ARM spells it.
     try:
@@ -90,8 +72,8 @@ def _filters(params: Mapping[str, str]) -> dict[str, str]:
 
 def audit_query(params: Mapping[str, str], now: datetime) -> AuditQuery:
     """Validates the view's filters; the window defaults to the last seven days and spans at most 93."""
-    end = _instant(params, "to") or now
-    start = _instant(params, "from") or end - DEFAULT_SPAN
+    end = v.query_instant(params, "to") or now
+    start = v.query_instant(params, "from") or end - DEFAULT_SPAN
     if start > end:
         raise InvalidRequest("'from' must not be after 'to'.", param="from")
     if end - start > MAX_SPAN:

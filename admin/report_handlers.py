@@ -34,9 +34,6 @@ DEFAULT_SPAN = timedelta(days=7)
 MAX_DAYS = {"day": 93, "hour": 14}
 LEDGER_MAX_DAYS = 93
 MAX_FILTER_CHARS = 256
-_EARLIEST, _LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
-# An unencoded "+" in a query string arrives as a space: "…T00:00:00 08:00" meant "+08:00".
-_SPACED_OFFSET = re.compile(r"(T[\d:.]+) (\d{2}(?::?\d{2})?)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 Params = Mapping[str, str]
@@ -46,26 +43,9 @@ def _param(params: Params, name: str) -> str | None:
     return params.get(name) or None
 
 
-def _instant(params: Params, name: str) -> datetime | None:
-    raw = _param(params, name)
-    if raw is None:
-        return None
-    bad = InvalidRequest(f"'{name}' must be an ISO 8601 date or datetime (UTC unless it has an offset).", param=name)
-    if len(raw) > 40:
-        raise bad
-    try:
-        parsed = datetime.fromisoformat(_SPACED_OFFSET.sub(r"\1+\2", raw))
-    except ValueError:
-        raise bad from None
-    parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    if not _EARLIEST <= parsed < _LATEST:
-        raise InvalidRequest(f"'{name}' is out of range.", param=name)
-    return parsed
-
-
 def time_range(params: Params, now: datetime, *, max_days: int) -> tuple[datetime, datetime]:
     """[from, to): by default the last 7 days up to now; a lone bound gets a 7-day window from or up to it."""
-    start, end = _instant(params, "from"), _instant(params, "to")
+    start, end = v.query_instant(params, "from"), v.query_instant(params, "to")
     if start is None:
         end = end or now.astimezone(UTC)
         start = end - DEFAULT_SPAN

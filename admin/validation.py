@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import InvalidRequest
@@ -89,3 +90,26 @@ def page_size(raw: str | None, *, default: int = 50, high: int = 200) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= high:
         raise InvalidRequest(f"'limit' must be an integer between 1 and {high}.", param="limit")
     return int(raw)
+
+
+_EARLIEST, _LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
+# An unencoded "+" in a query string arrives as a space: "…T00:00:00 08:00" meant "+08:00".
+_SPACED_OFFSET = re.compile(r"(T[\d:.]+) (\d{2}(?::?\d{2})?)$")
+
+
+def query_instant(params: Mapping[str, str], name: str) -> datetime | None:
+    """An ISO 8601 date or datetime query parameter in UTC (UTC unless it has an offset); empty is absent."""
+    raw = params.get(name) or None
+    if raw is None:
+        return None
+    bad = InvalidRequest(f"'{name}' must be an ISO 8601 date or datetime (UTC unless it has an offset).", param=name)
+    if len(raw) > 40:
+        raise bad
+    try:
+        parsed = datetime.fromisoformat(_SPACED_OFFSET.sub(r"\1+\2", raw))
+    except ValueError:
+        raise bad from None
+    parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if not _EARLIEST <= parsed < _LATEST:
+        raise InvalidRequest(f"'{name}' is out of range.", param=name)
+    return parsed

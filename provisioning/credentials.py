@@ -9,13 +9,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import msal
-import requests
 from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 from azure.keyvault.secrets.aio import SecretClient
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
+from core.ca_bundle import CaBundleSession
 from core.settings import Settings
 
 
@@ -55,7 +55,7 @@ async def arm_credential(
         instance_discovery=_instance_discovery(authority),
         verify=msal_verify,
         timeout=settings.http_timeout_seconds,
-        http_client=_CaBundleSession(msal_verify) if isinstance(msal_verify, str) else None,
+        http_client=CaBundleSession(msal_verify) if isinstance(msal_verify, str) else None,
     )
     return MsalClientCredential(app)
 
@@ -64,20 +64,6 @@ def _instance_discovery(authority: str) -> bool | None:
     """msal's default (None) for Entra's own hosts; off for others (a stand-in), or msal would ask
     login.microsoftonline.com to vouch for them and refuse them as `invalid_instance`."""
     return None if urlsplit(authority).hostname in WELL_KNOWN_AUTHORITY_HOSTS else False
-
-
-class _CaBundleSession(requests.Session):
-    """msal's `verify=` sets Session.verify, which requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
-    override (psf/requests#3829); a per-request value is kept, so pass it as one."""
-
-    def __init__(self, ca_bundle: str) -> None:
-        super().__init__()
-        self.verify = ca_bundle
-
-    def merge_environment_settings(
-        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
-        return super().merge_environment_settings(url, proxies, stream, self.verify if verify is None else verify, cert)
 
 
 class MsalClientCredential(AsyncTokenCredential):

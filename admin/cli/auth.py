@@ -16,22 +16,9 @@ from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 from admin.cli.config import Config
 from admin.cli.errors import AuthError, NotSignedIn, Unavailable, UsageError
 from admin.cli.files import read_text, remove, write_private
+from core.ca_bundle import CaBundleSession
 
 HTTP_TIMEOUT_SECONDS = 30
-
-
-class CaBundleSession(requests.Session):
-    """msal's `verify=` sets Session.verify, which REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override
-    (psf/requests#3829); a per-request value wins, so pass it as one."""
-
-    def __init__(self, ca_bundle: str) -> None:
-        super().__init__()
-        self.verify = ca_bundle
-
-    def merge_environment_settings(
-        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
-        return super().merge_environment_settings(url, proxies, stream, self.verify if verify is None else verify, cert)
 
 
 class TokenCache:

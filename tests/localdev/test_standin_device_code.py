@@ -14,8 +14,8 @@ import msal
 import pytest
 
 from admin.auth import AdminAuthenticator, Operator
-from admin.cli.auth import CaBundleSession
 from admin.settings import AdminSettings
+from core.ca_bundle import CaBundleSession
 from core.errors import PermissionDenied
 from core.settings import Settings
 from localdev.standin import OPERATOR_UPN, USER_UPN, RunningStandin, approve_device_code, start_in_thread
