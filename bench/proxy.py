@@ -33,7 +33,6 @@ from bench.load import WrkResult, ensure_wrk, measure_ttft, run_wrk
 from bench.processes import Processes, signals_as_interrupts
 from bench.pyspy import profile_liutong
 from bench.report import Results, report
-from localdev.azurite import free_port
 from localdev.stack import LocalStack, Ports
 
 LEGS = ("floor", "liutong", "litellm")  # also the order they start and are measured in
@@ -88,7 +87,7 @@ def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="liutong-bench-") as tmp, signals_as_interrupts():
         work = Path(tmp)
         processes = Processes(work)
-        stack = LocalStack(ports=Ports(service=free_port(), standin=free_port(), azurite=free_port()))
+        stack = LocalStack(ports=Ports.free())
         try:
             targets = start_targets(processes, stack, work, args, results)
             measure_wrk(wrk, targets, args, results)
