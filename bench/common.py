@@ -30,6 +30,8 @@ class Target:
     base_url: str
     key: str | None = None
     pid: int | None = None
+    # A local stand-in the target needs but Azure hosts elsewhere (Azurite for Liutong): its CPU is reported apart.
+    storage_pid: int | None = None
 
 
 def chat_body(stream: bool) -> dict[str, Any]:

@@ -117,7 +117,8 @@ def start_liutong(
     port = stack.ports.service
     command = [sys.executable, "-m", "localdev.serve", "--host", HOST, "--port", str(port)]
     process = processes.start("liutong", command, with_pythonpath(env, extra_path))
-    target = Target(LIUTONG, f"http://{HOST}:{port}", key=key, pid=process.pid)
+    storage_pid = stack.azurite_process.pid if stack.azurite_process is not None else None
+    target = Target(LIUTONG, f"http://{HOST}:{port}", key=key, pid=process.pid, storage_pid=storage_pid)
     try:
         wait_http(target.base_url + "/api/health", process, timeout=60)
     except LegUnavailable as exc:

@@ -34,6 +34,7 @@ class WrkResult:
     errors: int
     non2xx: int
     cpu_ms: float | None = None  # CPU time of the target's own processes per request (user + system)
+    storage_cpu_ms: float | None = None  # CPU time of the target's local storage (Azurite) per request
 
     @property
     def rps(self) -> float:
@@ -91,10 +92,27 @@ def run_wrk(wrk: str, target: Target, *, stream: bool, seconds: float, args: arg
     """wrk against the target; also the CPU its own processes spent per request (robust to a busy machine)."""
     if target.pid is None:
         return _wrk(wrk, target, stream=stream, seconds=seconds, args=args)
-    cpu_before = group_cpu_seconds(target.pid)
+    cpu_before, storage_before = group_cpu_seconds(target.pid), process_cpu_seconds(target.storage_pid)
     result = _wrk(wrk, target, stream=stream, seconds=seconds, args=args)
     cpu = group_cpu_seconds(target.pid) - cpu_before
-    return dataclasses.replace(result, cpu_ms=cpu * 1000 / result.requests) if result.requests else result
+    storage = process_cpu_seconds(target.storage_pid) - storage_before
+    if not result.requests:
+        return result
+    return dataclasses.replace(
+        result, cpu_ms=cpu * 1000 / result.requests,
+        storage_cpu_ms=storage * 1000 / result.requests if target.storage_pid is not None else None,
+    )
+
+
+def process_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU of one process (0 without one, or once it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wrk(wrk: str, target: Target, *, stream: bool, seconds: float, args: argparse.Namespace) -> WrkResult:

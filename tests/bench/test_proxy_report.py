@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from bench.common import DIRECT, FLOOR, LIUTONG
@@ -19,6 +21,13 @@ def test_the_floor_summary_splits_liutongs_gap(capsys: pytest.CaptureFixture[str
     assert "Liutong throughput 0.89x the floor's; added p50 +1.00 ms, p99 +2.00 ms over the floor" in out
     assert "CPU ms/request: floor 0.400, Liutong 0.600 (1.50x): Liutong's own code +0.200 ms/request, 33%" in out
     assert "gap to direct (800 req/s) the floor has 400 req/s (50%), Liutong's own code the rest (50%)" in out
+    assert "Azurite" not in out  # no storage measured, nothing said
+
+
+def test_liutongs_local_storage_cpu_is_reported_apart(capsys: pytest.CaptureFixture[str]) -> None:
+    liutong = dataclasses.replace(wrk(3200, 10.0, 0.6), storage_cpu_ms=0.31)
+    summarize_floor(Results(plain={DIRECT: wrk(4000, 8.0, 0.25), FLOOR: wrk(3600, 9.0, 0.4), LIUTONG: liutong}))
+    assert "Azurite (the usage table, local only) spent 0.310 ms CPU per request" in capsys.readouterr().out
 
 
 def test_no_floor_no_floor_summary(capsys: pytest.CaptureFixture[str]) -> None:
