@@ -14,18 +14,9 @@ from starlette.responses import JSONResponse, Response
 from admin import validation as v
 from admin.csv_export import csv_download, file_stamp
 from admin.handlers import _operator
-from admin.reports import (
-    FILTERS,
-    GRANULARITIES,
-    GROUPS,
-    AdminReports,
-    LedgerQuery,
-    UsageQuery,
-    ledger_view,
-    usage_cells,
-    usage_view,
-)
+from admin.reports import AdminReports, LedgerQuery, ledger_view
 from admin.service import AdminService
+from admin.usage_report import FILTERS, GRANULARITIES, GROUPS, UsageQuery, usage_cells, usage_view
 from core.errors import InvalidRequest
 from core.http import Handler, endpoint
 from metering.ledger import Status

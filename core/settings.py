@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     usage_journal_dir: str = ""
     usage_batch_max: int = Field(default=100, gt=0, le=100)
     usage_flush_interval_ms: int = Field(default=50, gt=0)
+    # The hourly usage roll-up recounts this many recent hours every run (late records); like metering's 6.
+    usage_rollup_recount_hours: int = Field(default=6, ge=1, le=168)
 
     # Marketplace Metering Service.
     metering_endpoint: str = "https://marketplaceapi.microsoft.com"

@@ -25,7 +25,8 @@ from core.identity import service_credential
 from core.settings import Settings
 
 TABLES = (
-    "keys", "keyindex", "deployments", "audit", "teams", "quota", "balances", "usage", "meterhours", "meterledger",
+    "keys", "keyindex", "deployments", "audit", "teams", "quota", "balances", "usage", "usagehours", "meterhours",
+    "meterledger",
 )
 
 

@@ -1,4 +1,4 @@
-"""Builds the metering job's collaborators from settings, for the timer and the CLI."""
+"""Builds the metering and usage roll-up jobs' collaborators from settings, for the timer and the CLI."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from metering.plans import PlanCatalog
 from metering.submit import MeteringDeps
 from provisioning.deployment_store import DeploymentStore
 
-METERING_TABLES = ("usage", "meterhours", "meterledger")
+METERING_TABLES = ("usage", "usagehours", "meterhours", "meterledger")
 
 
 @contextlib.asynccontextmanager
@@ -37,6 +37,18 @@ async def metering_deps(settings: Settings, *, dry_run: bool = False) -> AsyncIt
                 stack.push_async_callback(token_source.close)
             client = MarketplaceClient(http=http, credential=token_source, endpoint=settings.metering_endpoint)
         yield MeteringDeps(tables=tables, deployments=DeploymentStore(tables), plans=plans, client=client)
+
+
+@contextlib.asynccontextmanager
+async def metering_tables(settings: Settings) -> AsyncIterator[Tables]:
+    """The tables alone (the usage roll-up needs nothing else), created if missing; closed on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        credential = service_credential(settings)
+        stack.push_async_callback(credential.close)
+        tables = Tables(settings, credential=credential)
+        stack.push_async_callback(tables.close)
+        await ensure_metering_tables(tables, settings)
+        yield tables
 
 
 async def ensure_metering_tables(tables: Tables, settings: Settings) -> None:

@@ -1,12 +1,19 @@
-"""The hourly metering timer (`0 5 * * * *`): builds its collaborators from settings and runs `submit_due`."""
+"""The hourly timer (`0 5 * * * *`): the usage roll-up, then Marketplace metering, each built from settings.
+
+The two jobs are independent: a failure of one is logged and the other still runs; the invocation then
+fails with the first error so the host records it.
+"""
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import azure.functions as func
 
+from core.errors import StorageUnavailable
 from core.settings import Settings, get_settings
 from metering.submit import RunReport, submit_due
 from metering.submit_runtime import metering_deps
+from metering.usage_rollup import run_usage_rollup
 
 SCHEDULE = "0 5 * * * *"
 
@@ -15,9 +22,28 @@ log = logging.getLogger("metering.timer")
 
 async def submit_metering(timer: func.TimerRequest) -> None:
     if timer.past_due:
-        # Nothing is lost: every unsent hour still inside the 24-hour window is sent by this run.
+        # Nothing is lost: both jobs catch up on the hours they have not finished.
         log.warning("metering timer is past due; this run catches up")
-    await run_metering(get_settings())
+    settings = get_settings()
+    jobs: dict[str, Callable[[], Awaitable[object]]] = {
+        "usage roll-up": lambda: run_usage_rollup(settings),
+        "metering": lambda: run_metering(settings),
+    }
+    failures = [error for name, job in jobs.items() if (error := await _attempt(name, job)) is not None]
+    if failures:
+        raise failures[0]
+
+
+async def _attempt(name: str, job: Callable[[], Awaitable[object]]) -> Exception | None:
+    try:
+        await job()
+    except StorageUnavailable as error:
+        log.error("%s failed: %s; the next run catches up", name, error)
+        return error
+    except Exception as error:
+        log.exception("%s failed (%s)", name, type(error).__name__)
+        return error
+    return None
 
 
 async def run_metering(settings: Settings) -> RunReport:

@@ -120,6 +120,7 @@ var serviceTables = [
   'deployments'
   'audit'
   'teams'
+  'usagehours'
 ]
 
 module identity 'modules/identity.bicep' = {
@@ -214,6 +215,7 @@ var tunableSettings = {
   LIUTONG_USAGE_JOURNAL_DIR: ''
   LIUTONG_USAGE_BATCH_MAX: '100'
   LIUTONG_USAGE_FLUSH_INTERVAL_MS: '50'
+  LIUTONG_USAGE_ROLLUP_RECOUNT_HOURS: '6'
   LIUTONG_METERING_ENDPOINT: 'https://marketplaceapi.microsoft.com'
   LIUTONG_METERING_CREDENTIAL: 'managed_identity'
   LIUTONG_MAX_BODY_BYTES: '65536'
