@@ -11,9 +11,9 @@ from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
 from core.errors import InsufficientQuota, StorageUnavailable
 from core.settings import Settings
-from core.tables import Tables, table_name
+from core.tables import Tables
 from metering.balance import PrepaidBalances
-from metering.limits import BALANCE_TABLE, QUOTA_TABLE, PlanLimiter
+from metering.limits import BALANCE_TABLE, PlanLimiter
 from metering.plans import Plan
 from proxy.principal import Principal
 
@@ -25,14 +25,6 @@ def caller(n: int = 0, deployment: str = "d1") -> Principal:
     return Principal(
         key_id=f"k{n}", key_prefix="lt-x", key_hash="h", team="t", plan_id="prepaid", deployment_id=deployment
     )
-
-
-@pytest.fixture
-async def settings(tables: Tables, make_settings: Callable[..., Settings]) -> Settings:
-    settings = make_settings()
-    for logical in (QUOTA_TABLE, BALANCE_TABLE):
-        await tables.service.create_table_if_not_exists(table_name(settings, logical))
-    return settings
 
 
 @pytest.fixture

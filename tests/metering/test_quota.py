@@ -12,8 +12,8 @@ from azure.core.exceptions import ServiceRequestError
 
 from core.errors import InsufficientQuota
 from core.settings import Settings
-from core.tables import Tables, table_name
-from metering.limits import BALANCE_TABLE, QUOTA_TABLE, PlanLimiter
+from core.tables import Tables
+from metering.limits import QUOTA_TABLE, PlanLimiter
 from metering.plans import Plan
 from metering.quota import MonthlyQuota, month_of
 from proxy.principal import Principal
@@ -34,14 +34,6 @@ def make_plan(**overrides: Any) -> Plan:
     values: dict[str, Any] = {"plan_id": "p", "models": ["m"], "monthly_included_tokens": 100}
     values.update(overrides)
     return Plan.model_validate(values)
-
-
-@pytest.fixture
-async def settings(tables: Tables, make_settings: Callable[..., Settings]) -> Settings:
-    settings = make_settings()
-    for logical in (QUOTA_TABLE, BALANCE_TABLE):
-        await tables.service.create_table_if_not_exists(table_name(settings, logical))
-    return settings
 
 
 @pytest.fixture
