@@ -79,13 +79,22 @@ def group_cpu_seconds(pgid: int) -> float:
     """User + system CPU of every process in a process group (a target and, e.g., its workers), from /proc."""
     ticks = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp … utime(11) stime(12)
-            ticks += int(fields[11]) + int(fields[12])
+        fields = _stat_fields(stat)
+        if fields is not None and int(fields[2]) == pgid:
+            ticks += _cpu_ticks(fields)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(stat: Path) -> list[str] | None:
+    """The fields after "(comm)" of /proc/<pid>/stat: state ppid pgrp … utime(11) stime(12); None once gone."""
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _cpu_ticks(fields: list[str]) -> int:
+    return int(fields[11]) + int(fields[12])
 
 
 def run_wrk(wrk: str, target: Target, *, stream: bool, seconds: float, args: argparse.Namespace) -> WrkResult:
@@ -106,13 +115,8 @@ def run_wrk(wrk: str, target: Target, *, stream: bool, seconds: float, args: arg
 
 def process_cpu_seconds(pid: int | None) -> float:
     """User + system CPU of one process (0 without one, or once it is gone)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    fields = None if pid is None else _stat_fields(Path(f"/proc/{pid}/stat"))
+    return 0.0 if fields is None else _cpu_ticks(fields) / os.sysconf("SC_CLK_TCK")
 
 
 def _wrk(wrk: str, target: Target, *, stream: bool, seconds: float, args: argparse.Namespace) -> WrkResult:
