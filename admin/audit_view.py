@@ -10,7 +10,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from admin import validation as v
@@ -90,7 +90,7 @@ def _stamp(at: datetime) -> str:
 
 def event_view(entity: Mapping[str, Any]) -> dict[str, Any]:
     at = entity.get("at")
-    view: dict[str, Any] = {"object": "audit_event", "at": at.astimezone(UTC).isoformat() if at else None}
+    view: dict[str, Any] = {"object": "audit_event", "at": v.iso(at) if at else None}
     view.update({name: entity.get(name) for name in _EVENT_FIELDS})
     return view
 

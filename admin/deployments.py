@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from admin import validation as v
 from admin.audit_view import AuditView
 from admin.auth import Operator
 from admin.team_store import decode_token, encode_token
@@ -53,21 +54,17 @@ class Revocation:
     revoked_key_ids: list[str]
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
-
-
 def deployment_view(d: Deployment) -> dict[str, Any]:
     """Everything an operator may see of a deployment: key ids and times, never a key or its hash."""
     plan = dataclasses.asdict(d.plan) if d.plan is not None else None
     return {
         "object": "deployment", "deployment_id": d.deployment_id, "application_id": d.application_id,
         "state": d.state, "last_event_type": d.last_event_type, "plan": plan, "plan_id": d.plan_id,
-        "resource_usage_id": d.resource_usage_id, "first_event_time": _iso(d.first_event_time),
-        "last_event_time": _iso(d.last_event_time), "bound_tid": d.bound_tid, "bound_oid": d.bound_oid,
-        "bound_at": _iso(d.bound_at), "generation": d.generation, "current_key_id": d.current_key_id,
-        "previous_key_id": d.previous_key_id, "previous_valid_until": _iso(d.previous_valid_until),
-        "rotated_at": _iso(d.rotated_at), "rotates_at": _iso(d.rotates_at),
+        "resource_usage_id": d.resource_usage_id, "first_event_time": v.iso(d.first_event_time),
+        "last_event_time": v.iso(d.last_event_time), "bound_tid": d.bound_tid, "bound_oid": d.bound_oid,
+        "bound_at": v.iso(d.bound_at), "generation": d.generation, "current_key_id": d.current_key_id,
+        "previous_key_id": d.previous_key_id, "previous_valid_until": v.iso(d.previous_valid_until),
+        "rotated_at": v.iso(d.rotated_at), "rotates_at": v.iso(d.rotates_at),
         "error_code": d.error_code, "error_message": d.error_message,
     }
 

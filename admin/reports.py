@@ -9,9 +9,9 @@ from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from admin import validation as v
 from admin.team_store import decode_token, encode_token
 from admin.usage_report import UsageQuery, UsageReport, ceil_hour, read_usage
-from admin.usage_report import iso as _iso
 from core.errors import InvalidRequest
 from core.tables import Tables, storage_errors
 from metering.ledger import Entry, Status, entry_from
@@ -42,11 +42,11 @@ class LedgerPage:
 def entry_view(entry: Entry) -> dict[str, Any]:
     accepted = entry.accepted_quantity
     return {
-        "resource_id": entry.resource_id, "dimension": entry.dimension, "hour": _iso(entry.hour),
+        "resource_id": entry.resource_id, "dimension": entry.dimension, "hour": v.iso(entry.hour),
         "plan_id": entry.plan_id, "tokens": entry.tokens, "quantity": str(entry.quantity),
         "status": entry.status.value, "attempts": entry.attempts, "last_error": entry.last_error,
         "usage_event_id": entry.usage_event_id, "accepted_quantity": None if accepted is None else str(accepted),
-        "mismatch": entry.mismatch, "sent_at": _iso(entry.sent_at), "updated_at": _iso(entry.updated_at),
+        "mismatch": entry.mismatch, "sent_at": v.iso(entry.sent_at), "updated_at": v.iso(entry.updated_at),
     }
 
 

@@ -36,14 +36,10 @@ class MintedKey:
     record: KeyRecord
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
-
-
 def team_view(team: Team) -> dict[str, Any]:
     return {
         "object": "team", "team": team.team, "plan_id": team.plan_id, "status": team.status,
-        "description": team.description, "created_at": _iso(team.created_at),
+        "description": team.description, "created_at": v.iso(team.created_at),
     }
 
 
@@ -51,8 +47,8 @@ def key_view(record: KeyRecord) -> dict[str, Any]:
     return {
         "object": "key", "key_id": record.key_id, "prefix": record.prefix, "team": record.team,
         "description": record.description, "status": record.status.value,
-        "created_at": _iso(record.created_at), "expires_at": _iso(record.expires_at),
-        "last_used_at": _iso(record.last_used_at), "revoked_at": _iso(record.revoked_at),
+        "created_at": v.iso(record.created_at), "expires_at": v.iso(record.expires_at),
+        "last_used_at": v.iso(record.last_used_at), "revoked_at": v.iso(record.revoked_at),
     }
 
 

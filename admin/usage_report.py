@@ -20,6 +20,7 @@ from typing import Any
 
 from azure.data.tables.aio import TableClient
 
+from admin import validation as v
 from core.tables import Tables
 from metering.rollup import HOUR, floor_hour, hour_key, rows_of
 from metering.usage_hours import COUNTERS, TOKEN_COUNTERS, UsageHours, add_rolled, add_usage, zero
@@ -39,10 +40,6 @@ Sums = dict[tuple[str, tuple[str | None, ...]], list[int]]  # (period, groups) -
 def ceil_hour(at: datetime) -> datetime:
     floor = floor_hour(at)
     return floor if floor == at else floor + HOUR
-
-
-def iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,7 @@ def usage_cells(row: UsageRow) -> list[Any]:
 def usage_view(report: UsageReport) -> dict[str, Any]:
     q = report.query
     return {
-        "object": "list", "from": iso(q.start), "to": iso(q.end), "granularity": q.granularity,
+        "object": "list", "from": v.iso(q.start), "to": v.iso(q.end), "granularity": q.granularity,
         "group_by": list(q.group_by),
         "data": [dict(zip(report.header, usage_cells(row), strict=True)) for row in report.rows],
         "totals": report.totals(),

@@ -1,4 +1,5 @@
-"""Checks on admin request bodies. Messages name the field, never echo the value."""
+"""Checks on admin request bodies and query parameters (messages name the field, never echo the value),
+and the one time format of admin responses."""
 
 from __future__ import annotations
 
@@ -113,3 +114,8 @@ def query_instant(params: Mapping[str, str], name: str) -> datetime | None:
     if not _EARLIEST <= parsed < _LATEST:
         raise InvalidRequest(f"'{name}' is out of range.", param=name)
     return parsed
+
+
+def iso(value: datetime | None) -> str | None:
+    """Times in admin responses: ISO 8601 in UTC."""
+    return None if value is None else value.astimezone(UTC).isoformat()
