@@ -54,7 +54,7 @@ async def test_model_outside_the_plan_is_refused(stack: LocalStack) -> None:
 async def test_rpm_limit_answers_429_with_openai_headers(stack: LocalStack) -> None:
     key = await team_key(stack, "starter")  # 60 requests per minute
     first = await post_chat(stack, key)
-    assert first.status_code == 200
+    assert first.status_code == 200, first.text
     assert first.headers["x-ratelimit-limit-requests"] == "60"
     assert first.headers["x-ratelimit-remaining-requests"] == "59"
     assert "x-ratelimit-reset-requests" in first.headers and "x-ratelimit-limit-tokens" in first.headers
