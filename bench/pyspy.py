@@ -16,13 +16,21 @@ from bench.load import run_wrk
 
 
 def profile_liutong(wrk: str, target: Target, args: argparse.Namespace, out_dir: Path) -> None:
-    """py-spy on the Liutong process while wrk loads it (non-streaming); prints the hottest functions."""
+    """py-spy on the Liutong process while wrk loads it, non-streaming then streaming; prints the hottest functions."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         say("--profile: py-spy is missing (`.venv/bin/pip install py-spy`); skipped")
         return
     out_dir.mkdir(parents=True, exist_ok=True)
-    raw = out_dir / "liutong-py-spy.txt"
+    for stream in (False, True):
+        _profile_mode(py_spy, wrk, target, args, out_dir, stream=stream)
+
+
+def _profile_mode(
+    py_spy: str, wrk: str, target: Target, args: argparse.Namespace, out_dir: Path, *, stream: bool
+) -> None:
+    mode = "streaming" if stream else "non-streaming"
+    raw = out_dir / f"liutong-py-spy-{mode}.txt"
     seconds = max(5, round(args.duration))
     spy = subprocess.Popen(
         [py_spy, "record", "--pid", str(target.pid), "--duration", str(seconds + 2), "--rate", "250",
@@ -31,7 +39,7 @@ def profile_liutong(wrk: str, target: Target, args: argparse.Namespace, out_dir:
     )
     try:
         time.sleep(1)
-        result = run_wrk(wrk, target, stream=False, seconds=seconds, args=args)
+        result = run_wrk(wrk, target, stream=stream, seconds=seconds, args=args)
         _, err = spy.communicate(timeout=60)
     finally:
         if spy.poll() is None:
@@ -40,7 +48,7 @@ def profile_liutong(wrk: str, target: Target, args: argparse.Namespace, out_dir:
     if spy.returncode != 0 or not raw.exists():
         say(f"--profile: py-spy failed ({spy.returncode}): {(err or '')[-400:]}")
         return
-    print(f"\nprofile of Liutong under load (py-spy, {result.rps:.0f} req/s while sampled): {raw}")
+    print(f"\nprofile of Liutong under {mode} load (py-spy, {result.rps:.0f} req/s while sampled): {raw}")
     print_profile(raw, args.profile_top)
 
 
@@ -49,6 +57,7 @@ _IDLE_LEAVES = ("_worker (concurrent/futures/thread.py:81)", "EpollSelector.sele
 # Where the busy samples go, by a frame somewhere on the stack (first match wins, most specific first).
 _AREAS = (
     ("upstream call (aiohttp client, proxy/forwarding)", ("UpstreamClient.", "read_all (proxy/forwarding")),
+    ("stream relay + SSE usage tap (proxy/streaming, proxy/sse)", ("StreamRelay.", "SseUsageTap.")),
     ("usage writer (metering/usage_*)", ("UsageWriter.", "UsageStore.")),
     ("limiter (rate + quota)", ("PlanLimiter.",)),
     ("principal resolution", ("PrincipalResolver.",)),

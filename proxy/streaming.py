@@ -133,14 +133,48 @@ def _broken(error: BaseException | None) -> LiutongError:
 
 
 class MeteredStreamingResponse(StreamingResponse):
-    """An SSE response that tells its relay when the caller's side is over, even on a disconnect."""
+    """An SSE response that tells its relay when the caller's side is over, even on a disconnect.
+
+    Starlette's StreamingResponse watches for the disconnect with an anyio task group per response (two
+    tasks and a cancel scope); here one plain task waits for `http.disconnect` and cancels the streaming
+    task, which costs less on a path every streamed call takes and ends the same way: at once.
+    """
 
     def __init__(self, relay: StreamRelay, *, headers: Mapping[str, str]) -> None:
         super().__init__(relay.body(), headers=headers, media_type="text/event-stream")
         self._relay = relay
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        streaming = asyncio.current_task()
+        watcher = asyncio.get_running_loop().create_task(_disconnect(receive))
+        over = False
+
+        def caller_gone(task: asyncio.Task[None]) -> None:
+            if not over and not task.cancelled() and streaming is not None:
+                streaming.cancel(_CALLER_GONE)
+
+        watcher.add_done_callback(caller_gone)
         try:
-            await super().__call__(scope, receive, send)
+            await self._stream(send)
+        except asyncio.CancelledError as error:
+            if error.args != (_CALLER_GONE,) or streaming is None:
+                raise
+            streaming.uncancel()
         finally:
+            over = True
+            watcher.cancel()
             self._relay.caller_done()
+
+    async def _stream(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async for chunk in self.body_iterator:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+_CALLER_GONE = "caller disconnected"
+
+
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

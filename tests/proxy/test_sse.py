@@ -83,3 +83,36 @@ def test_multiline_data_is_joined() -> None:
     event = b'data: {"choices":[],\ndata: "usage":{"prompt_tokens":1,"total_tokens":1}}\n\n'
     assert tap.feed(event) == b""
     assert tap.usage == {"prompt_tokens": 1, "total_tokens": 1}
+
+
+TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
+
+
+def rich_chunk(content: str, refusal: str, arguments: str) -> dict[str, Any]:
+    delta: dict[str, Any] = {"content": content, "refusal": refusal}
+    delta["tool_calls"] = [{"index": 0, "function": {"name": "f", "arguments": arguments}}]
+    logprobs = {"content": [{"token": content, "logprob": -0.1, "bytes": [1]}], "refusal": None}
+    return {"id": "c1", "choices": [{"index": 0, "delta": delta, "logprobs": logprobs}], "usage": None}
+
+
+@given(st.lists(st.tuples(TEXT, TEXT, TEXT), max_size=6), st.booleans())
+def test_text_characters_are_counted_exactly_whatever_the_text(parts: list[tuple[str, str, str]], ascii_only: bool) -> None:
+    events = [
+        b"data: " + json.dumps(rich_chunk(*p), ensure_ascii=ascii_only, separators=(",", ":")).encode() + b"\n\n"
+        for p in parts
+    ]
+    tap = SseUsageTap(caller_wants_usage=False)
+    seen = b"".join(tap.feed(event) for event in events)
+    assert tap.output_chars == sum(len(text) for p in parts for text in p)
+    assert b'"usage"' not in seen and tap.usage is None and not tap.saw_done
+    assert [json.loads(e[6:]) for e in seen.split(b"\n\n")[:-1]] == [
+        {k: v for k, v in rich_chunk(*p).items() if k != "usage"} for p in parts
+    ]
+
+
+def test_spaced_json_is_handled_like_compact_json() -> None:
+    spaced = b'data: {"choices": [{"index": 0, "delta": {"content": "abc"}}], "usage" : null}\n\n'
+    usage = b'data: {"choices": [], "usage" : {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}}\n\n'
+    tap = SseUsageTap(caller_wants_usage=False)
+    assert tap.feed(spaced + usage) == b'data: {"choices": [{"index": 0, "delta": {"content": "abc"}}]}\n\n'
+    assert tap.output_chars == 3 and tap.usage == {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}
