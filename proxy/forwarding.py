@@ -22,6 +22,10 @@ MAX_ERROR_BODY_BYTES = 64 * 1024
 DEFAULT_MAX_CONNECTIONS = 512
 KEEPALIVE_SECONDS = 30.0
 FAILURES = (aiohttp.ClientError, OSError, TimeoutError)
+# A pooled connection the upstream closed while idle fails as a disconnect once we write to it (the close
+# and our reuse crossed). Such a call is sent once more on a fresh connection; aiohttp itself retries only
+# idempotent methods. Connect errors are not retried: nothing was sent, the upstream is just down.
+_STALE_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
 class UpstreamClient:
@@ -50,9 +54,12 @@ class UpstreamClient:
     ) -> aiohttp.ClientResponse:
         """The upstream's 2xx response, body unread (the caller releases it); raises LiutongError otherwise."""
         try:
-            response = await self.session().post(
-                url, data=body, headers=headers, timeout=timeouts, allow_redirects=False
-            )
+            try:
+                response = await self._post(url, body, headers, timeouts)
+            except aiohttp.ClientConnectorError:
+                raise
+            except _STALE_CONNECTION:
+                response = await self._post(url, body, headers, timeouts)
         except FAILURES as error:
             raise unreachable(error) from None
         if response.status < 300:
@@ -64,6 +71,11 @@ class UpstreamClient:
         finally:
             response.release()
         raise from_status(response.status, error_body, response.headers)
+
+    async def _post(
+        self, url: str, body: bytes, headers: Mapping[str, str], timeouts: aiohttp.ClientTimeout
+    ) -> aiohttp.ClientResponse:
+        return await self.session().post(url, data=body, headers=headers, timeout=timeouts, allow_redirects=False)
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:

@@ -96,7 +96,9 @@ def rich_chunk(content: str, refusal: str, arguments: str) -> dict[str, Any]:
 
 
 @given(st.lists(st.tuples(TEXT, TEXT, TEXT), max_size=6), st.booleans())
-def test_text_characters_are_counted_exactly_whatever_the_text(parts: list[tuple[str, str, str]], ascii_only: bool) -> None:
+def test_text_characters_are_counted_exactly_whatever_the_text(
+    parts: list[tuple[str, str, str]], ascii_only: bool
+) -> None:
     events = [
         b"data: " + json.dumps(rich_chunk(*p), ensure_ascii=ascii_only, separators=(",", ":")).encode() + b"\n\n"
         for p in parts
