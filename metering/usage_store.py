@@ -41,6 +41,9 @@ _FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 _STATUS_LINE = re.compile(rb"^HTTP/1\.1 (\d{3})", re.MULTILINE)
 _MAX_REQUEST_ID = 512
 _INT_FIELDS = tuple(field.name for field in dataclasses.fields(UsageRecord) if field.type in ("int", int))
+_FIELDS = tuple(field.name for field in dataclasses.fields(UsageRecord))
+_DATETIME_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.~-]*")  # what quote(safe="") leaves unchanged
 
 
 def utc(at: datetime) -> datetime:
@@ -55,7 +58,8 @@ def partition_key(at: datetime, shard: str) -> str:
 
 
 def row_key(record: UsageRecord) -> str:
-    return f"{utc(record.at):%M%S%f}-{record.request_id}"
+    at = utc(record.at)
+    return f"{at.minute:02d}{at.second:02d}{at.microsecond:06d}-{record.request_id}"
 
 
 def validate(record: UsageRecord) -> None:
@@ -69,10 +73,12 @@ def validate(record: UsageRecord) -> None:
 
 def to_entity(record: UsageRecord, shard: str) -> Entity:
     entity: Entity = {"PartitionKey": partition_key(record.at, shard), "RowKey": row_key(record)}
-    for field in dataclasses.fields(record):
-        value = getattr(record, field.name)
+    values = vars(record)
+    for name in _FIELDS:
+        value = values[name]
         if value is not None:
-            entity[field.name] = utc(value) if field.name == "at" else value
+            entity[name] = value
+    entity["at"] = utc(record.at)
     return entity
 
 
@@ -134,11 +140,15 @@ class UsageStore:
 def _batch_body(base: str, table: str, entities: Sequence[Entity]) -> tuple[str, bytes]:
     batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
     parts = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
+    partition, quoted_partition = None, ""
     for index, entity in enumerate(entities):
+        if entity["PartitionKey"] != partition:  # one partition per transaction: quoted once
+            partition = entity["PartitionKey"]
+            quoted_partition = _key(partition)
         parts.append(
             f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
             f"Content-ID: {index}\r\n\r\n"
-            f"PUT {base}/{table}(PartitionKey='{_key(entity['PartitionKey'])}',"
+            f"PUT {base}/{table}(PartitionKey='{quoted_partition}',"
             f"RowKey='{_key(entity['RowKey'])}') HTTP/1.1\r\n"
             "Content-Type: application/json\r\nAccept: application/json;odata=nometadata\r\n"
             f"Prefer: return-no-content\r\nDataServiceVersion: 3.0\r\n\r\n{_json(entity)}\r\n"
@@ -148,16 +158,12 @@ def _batch_body(base: str, table: str, entities: Sequence[Entity]) -> tuple[str,
 
 
 def _key(value: str) -> str:
+    if _PLAIN_KEY.fullmatch(value):
+        return value
     return quote(value.replace("'", "''"), safe="")
 
 
 def _json(entity: Entity) -> str:
-    body: Entity = {}
-    for name, value in entity.items():
-        if isinstance(value, datetime):
-            # Entities carry UTC datetimes (to_entity); isoformat is several times cheaper than strftime.
-            body[name] = value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-            body[f"{name}@odata.type"] = "Edm.DateTime"
-        else:
-            body[name] = value
-    return orjson.dumps(body).decode()
+    # orjson writes datetimes as RFC 3339 (UTC as "Z", naive ones taken as UTC); Edm.DateTime says so.
+    types = {f"{name}@odata.type": "Edm.DateTime" for name, value in entity.items() if isinstance(value, datetime)}
+    return orjson.dumps({**entity, **types} if types else entity, option=_DATETIME_OPTIONS).decode()

@@ -143,8 +143,20 @@ async def test_sync_mode_group_commits_concurrent_records(
     await writer.close()
 
 
-async def test_entity_holds_every_field_and_matches_the_sdk_encoding(usage_tables: Tables, usage_settings: Any) -> None:
-    record = make_record(resource_usage_id=None, estimated=True)
+@pytest.mark.parametrize(
+    ("at", "request_id"),
+    [
+        (None, None),
+        (datetime(2026, 11, 23, 2, 30, 0, tzinfo=UTC), "req it's: 50% done"),  # whole second; key to quote
+        (datetime(2026, 11, 23, 2, 30, 1, 999), "req-naive-at"),  # naive = UTC
+    ],
+)
+async def test_entity_holds_every_field_and_matches_the_sdk_encoding(
+    usage_tables: Tables, usage_settings: Any, at: datetime | None, request_id: str | None
+) -> None:
+    record = make_record(at, resource_usage_id=None, estimated=True)
+    if request_id is not None:
+        record = dataclasses.replace(record, request_id=request_id)
     entity = to_entity(record, "fast01")
     await UsageStore(usage_tables.table("usage")).commit([entity])
     await UsageStore(usage_tables.table("usage"), use_sdk=True).commit([{**entity, "PartitionKey": "sdk"}])
@@ -153,7 +165,8 @@ async def test_entity_holds_every_field_and_matches_the_sdk_encoding(usage_table
     assert set(fast) == FIELDS - {"resource_usage_id"} | {"PartitionKey", "RowKey"}
     fast.pop("PartitionKey"), sdk.pop("PartitionKey")
     assert fast == sdk
-    assert fast["at"] == record.at and fast["estimated"] is True and fast["total_tokens"] == 15
+    assert fast["at"] == record.at.replace(tzinfo=UTC) and fast["estimated"] is True and fast["total_tokens"] == 15
+    assert fast["RowKey"] == row_key(record) and fast["request_id"] == record.request_id
 
 
 async def test_a_rejected_transaction_raises(usage_tables: Tables) -> None:
