@@ -52,9 +52,16 @@ class SseUsageTap:
             self._pending = buffer
             return b""
         complete, self._pending = buffer[: end + 2], buffer[end + 2 :]
-        if not _needs_parsing(complete):
-            self.output_chars += _text_chars(complete)
-            return complete if self._caller_wants_usage else _without_usage_null(complete)
+        split = _parsing_starts_at(complete)
+        if split == 0:
+            return self._parse_each(complete)
+        text = complete if split == len(complete) else complete[:split]
+        self.output_chars += _text_chars(text)
+        if not self._caller_wants_usage:
+            text = _without_usage_null(text)
+        return text if split == len(complete) else text + self._parse_each(complete[split:])
+
+    def _parse_each(self, complete: bytes) -> bytes:
         events = complete.split(EVENT_END)[:-1]
         kept = [self._inspect(event) for event in events]
         if self._caller_wants_usage and all(k is e for k, e in zip(kept, events, strict=True)):
@@ -94,8 +101,21 @@ class SseUsageTap:
         return event
 
 
-def _needs_parsing(events: bytes) -> bool:
-    return b"[DONE]" in events or b'"error"' in events or _USAGE_OBJECT.search(events) is not None
+def _parsing_starts_at(events: bytes) -> int:
+    """Where the first event holding a usage object, an error or [DONE] starts (len(events): none does).
+    Upstreams that send fast put a whole answer in one read; only its end needs parsing."""
+    at = len(events)
+    for marker in (b"[DONE]", b'"error"'):
+        found = events.find(marker, 0, at)
+        if found >= 0:
+            at = found
+    usage = _USAGE_OBJECT.search(events, 0, at)
+    if usage is not None:
+        at = usage.start()
+    if at == len(events):
+        return at
+    start = events.rfind(EVENT_END, 0, at)
+    return 0 if start < 0 else start + len(EVENT_END)
 
 
 def _without_usage_null(events: bytes) -> bytes:
