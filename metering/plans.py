@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 
 class Plan(BaseModel):
@@ -53,6 +53,7 @@ class PlanCatalog(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     plans: tuple[Plan, ...]
+    _by_id: dict[str, Plan] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique(self) -> PlanCatalog:
@@ -61,8 +62,11 @@ class PlanCatalog(BaseModel):
             raise ValueError("plan IDs must be unique")
         return self
 
+    def model_post_init(self, context: Any, /) -> None:
+        self._by_id = {plan.plan_id: plan for plan in self.plans}  # looked up on every proxied call
+
     def get(self, plan_id: str) -> Plan | None:
-        return next((p for p in self.plans if p.plan_id == plan_id), None)
+        return self._by_id.get(plan_id)
 
     @classmethod
     def load(cls, path: str | Path) -> PlanCatalog:

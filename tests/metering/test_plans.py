@@ -81,3 +81,9 @@ def test_plan_tokens_round_up_so_a_rate_never_bills_less() -> None:
     assert p.plan_tokens("gpt-4o", 11) == 2
     assert p.plan_tokens("gpt-4o-mini", 11) == 11
     assert p.allows("gpt-4o") and not p.allows("o3")
+
+
+def test_catalog_lookup_finds_each_plan_by_id_and_nothing_else() -> None:
+    catalog = PlanCatalog.model_validate({"plans": [plan(plan_id=f"plan-{n}") for n in range(3)]})
+    assert [catalog.get(f"plan-{n}") for n in range(3)] == list(catalog.plans)
+    assert catalog.get("plan-3") is None and catalog.model_copy().get("plan-1") == catalog.plans[1]
