@@ -6,12 +6,13 @@ live side by side.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Plan(BaseModel):
@@ -53,7 +54,6 @@ class PlanCatalog(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     plans: tuple[Plan, ...]
-    _by_id: dict[str, Plan] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique(self) -> PlanCatalog:
@@ -62,8 +62,11 @@ class PlanCatalog(BaseModel):
             raise ValueError("plan IDs must be unique")
         return self
 
-    def model_post_init(self, context: Any, /) -> None:
-        self._by_id = {plan.plan_id: plan for plan in self.plans}  # looked up on every proxied call
+    @functools.cached_property
+    def _by_id(self) -> dict[str, Plan]:
+        # Looked up on every proxied call; a plain instance attribute once computed (pydantic's private
+        # attributes go through __getattr__ on every access).
+        return {plan.plan_id: plan for plan in self.plans}
 
     def get(self, plan_id: str) -> Plan | None:
         return self._by_id.get(plan_id)
