@@ -7,8 +7,8 @@ removed, so the caller receives exactly what OpenAI would have sent it.
 
 Most events are text deltas with nothing to account but their characters (kept for the estimate of a
 stream that breaks before its usage chunk). Those are handled a whole read at a time with a few regex
-passes instead of one JSON parse per event: this tap runs for every event of every stream. Only a read
-holding a usage object, an error or [DONE] is parsed event by event.
+passes instead of one JSON parse per event: this tap runs for every event of every stream. Events are
+parsed one by one only from the first that holds a usage object, an error or [DONE].
 """
 
 from __future__ import annotations
