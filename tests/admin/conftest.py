@@ -104,6 +104,15 @@ async def snapshot(tables: Tables) -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
+def assert_invalid_request(response: httpx.Response, *, status: int = 400, param: str | None = None) -> None:
+    """An OpenAI-style invalid_request_error with `status`; with `param`, naming that parameter."""
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
+    if param is not None:
+        assert error["param"] == param
+
+
 async def create_team(client: httpx.AsyncClient, name: str = "team-a", plan_id: str = "starter") -> dict[str, Any]:
     response = await client.post(
         "/api/admin/teams", json={"team": name, "plan_id": plan_id, "description": "first"}, headers=auth_header()

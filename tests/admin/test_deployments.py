@@ -24,7 +24,7 @@ from metering.plans import PlanCatalog
 from provisioning.audit import AuditLog
 from provisioning.deployment_store import DeploymentStore
 from provisioning.notifications import deployment_id_for
-from tests.admin.conftest import Clock, snapshot
+from tests.admin.conftest import Clock, assert_invalid_request, snapshot
 from tests.admin.deployment_world import H, World, admin_audit, make_world
 from tests.admin.test_auth import BAD_CREDENTIALS
 from tests.provisioning.events import PLAN, application_id
@@ -263,10 +263,7 @@ async def test_bad_input_is_400_and_changes_nothing(
     await world.fetch(dep)
     before = await snapshot(world.tables)
     headers = {**H, **kwargs.pop("headers", {})}
-    response = await world.client.request(method, path.format(dep=dep), headers=headers, **kwargs)
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
+    assert_invalid_request(await world.client.request(method, path.format(dep=dep), headers=headers, **kwargs))
     assert await snapshot(world.tables) == before
 
 

@@ -16,7 +16,7 @@ import pytest
 from core.tables import Tables
 from metering.ledger import Entry, Ledger, Status
 from metering.rollup import HOUR
-from tests.admin.conftest import Clock, auth_header
+from tests.admin.conftest import Clock, assert_invalid_request, auth_header
 from tests.admin.test_auth import BAD_CREDENTIALS
 
 H = auth_header()
@@ -214,11 +214,7 @@ BAD_INPUT: list[tuple[dict[str, str], str]] = [
 @pytest.mark.parametrize(("params", "param"), BAD_INPUT)
 async def test_bad_input(client: httpx.AsyncClient, clock: Clock, params: dict[str, str], param: str) -> None:
     clock.now = NOW
-    response = await client.get(URL, params=params, headers=H)
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert (error["type"], error["param"]) == ("invalid_request_error", param)
+    assert_invalid_request(await client.get(URL, params=params, headers=H), param=param)
 
 
 async def test_refuses_bad_credentials(client: httpx.AsyncClient) -> None:

@@ -10,7 +10,7 @@ import pytest
 from core.tables import Tables
 from keystore.teams import TeamStore
 from provisioning.audit import AuditLog
-from tests.admin.conftest import Clock, auth_header, create_team, snapshot
+from tests.admin.conftest import Clock, assert_invalid_request, auth_header, create_team, snapshot
 from tests.provisioning.tokens import OID, TENANT
 
 H = auth_header()
@@ -88,9 +88,7 @@ async def test_pagination_returns_every_team(client: httpx.AsyncClient) -> None:
                                     {"continuation_token": "!!!"}, {"continuation_token": "W10="},
                                     {"continuation_token": "bm90IGpzb24="}])
 async def test_bad_listing_parameters(client: httpx.AsyncClient, params: dict[str, str]) -> None:
-    response = await client.get("/api/admin/teams", params=params, headers=H)
-    assert response.status_code == 400, response.text
-    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert_invalid_request(await client.get("/api/admin/teams", params=params, headers=H))
 
 
 BAD_CREATES: list[tuple[Any, int]] = [
@@ -123,9 +121,7 @@ async def test_bad_create_writes_nothing(client: httpx.AsyncClient, tables: Tabl
         )
     else:
         response = await client.post("/api/admin/teams", json=body, headers=H)
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
+    assert_invalid_request(response, status=status)
     assert await snapshot(tables) == before
 
 
