@@ -22,9 +22,11 @@ from core.settings import Settings
 from core.tables import TABLES, Tables
 from keystore.repository import KeyRepository
 from metering.plans import PlanCatalog
+from metering.usage import UsageRecord
 from provisioning.audit import AuditLog
 from provisioning.entra import TokenValidator
 from provisioning.jwks import JwksCache
+from tests.admin import usage_seed
 from tests.provisioning.tokens import AUTHORITY, NOW, TENANT, V1_ISSUER_HOST, FakeClock, FakeEntra, sign, v2_claims
 
 ADMIN_APP_ID_URI = "api://liutong-admin-test"
@@ -102,6 +104,15 @@ async def snapshot(tables: Tables) -> dict[str, list[dict[str, Any]]]:
         entities = [dict(e) async for e in tables.table(logical).list_entities()]
         rows[logical] = sorted(entities, key=lambda e: (e["PartitionKey"], e["RowKey"]))
     return rows
+
+
+@pytest.fixture
+async def records(tables: Tables, clock: Clock) -> list[UsageRecord]:
+    """The usage-report seed (tests/admin/usage_seed.py), written; the clock at its NOW."""
+    clock.now = usage_seed.NOW
+    seeded = usage_seed.seed_records()
+    await usage_seed.write(tables, seeded)
+    return seeded
 
 
 def assert_invalid_request(response: httpx.Response, *, status: int = 400, param: str | None = None) -> None:

@@ -14,8 +14,8 @@ from metering.rollup import HOUR
 from metering.usage import UsageRecord
 from metering.usage_hours import UsageHours
 from metering.usage_rollup import rollup_usage
-from tests.admin.conftest import Clock
-from tests.admin.test_usage_report import CASES, NOW, URL, H, expected, seed_records, totals, write
+from tests.admin.test_usage_report import CASES, URL, H, expected, totals
+from tests.admin.usage_seed import NOW, write
 
 # After the two runs below, hours [FINAL_FROM, FINAL_BEFORE) are final in the roll-up; the seeded records
 # span 2026-11-12 16:00 to NOW (2026-11-22 10:30), so both ends stay raw.
@@ -27,14 +27,6 @@ BOUNDS = [
     (datetime(2026, 11, 14, 0, 0, 0, 500_000, tzinfo=UTC), NOW),  # starts inside a final hour
     (datetime(2026, 11, 17, 5, 30, tzinfo=UTC), datetime(2026, 11, 17, 6, 45, tzinfo=UTC)),  # no whole hour
 ]
-
-
-@pytest.fixture
-async def records(tables: Tables, clock: Clock) -> list[UsageRecord]:
-    clock.now = NOW
-    seeded = seed_records()
-    await write(tables, seeded)
-    return seeded
 
 
 async def roll_up(tables: Tables) -> None:
