@@ -18,6 +18,7 @@ from admin import validation as v
 from admin.audit_view import AuditView
 from admin.auth import Operator
 from admin.team_store import decode_token, encode_token
+from core.clock import utc_now
 from core.errors import ConcurrencyConflict, Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from core.tables import Tables, storage_errors
 from keystore.master_secret import MasterSecretProvider
@@ -112,7 +113,7 @@ class AdminDeployments:
         masters: MasterSecretProvider,
         policy: RotationPolicy,
         audit: AuditLog,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._table = tables.table("deployments")
         self._history = AuditView(tables)

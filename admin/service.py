@@ -6,7 +6,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from admin import validation as v
@@ -14,6 +14,7 @@ from admin.audit_view import AuditView
 from admin.auth import AdminAuthenticator, Operator
 from admin.deployments import AdminDeployments
 from admin.team_store import AdminTeamStore, TeamPage
+from core.clock import utc_now
 from core.errors import Conflict, InvalidRequest, NotFound
 from core.tables import Tables
 from keystore.keys import display_prefix, generate_key, hash_key, random_key_id
@@ -63,7 +64,7 @@ class AdminService:
         plans: PlanCatalog,
         rotation_grace_hours: float = 24,
         max_body_bytes: int = 16 * 1024,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] = utc_now,
         deployments: AdminDeployments | None = None,
     ) -> None:
         self.auth = auth

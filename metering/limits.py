@@ -21,8 +21,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
+from core.clock import utc_now
 from core.errors import LiutongError
 from core.settings import Settings
 from core.tables import Tables
@@ -36,10 +37,6 @@ log = logging.getLogger(__name__)
 
 QUOTA_TABLE = "quota"
 BALANCE_TABLE = "balances"
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class PlanAdmission:
@@ -77,7 +74,7 @@ class PlanLimiter:
         settings: Settings,
         *,
         clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = _utcnow,
+        now: Callable[[], datetime] = utc_now,
         background: bool = True,
     ) -> None:
         self.rates = RateLimiter(clock=clock)

@@ -12,8 +12,9 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
+from core.clock import utc_now
 from core.tables import Tables
 from metering.ledger import OPEN, Account, Entry, Ledger, LedgerConflict, Status
 from metering.marketplace_client import EventResult, MarketplaceClient, Outcome, UsageEvent
@@ -31,17 +32,13 @@ _CONFLICT_TRIES = 3
 log = logging.getLogger("metering.submit")
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass
 class MeteringDeps:
     tables: Tables
     deployments: DeploymentStore
     plans: PlanCatalog
     client: MarketplaceClient | None = None
-    clock: Callable[[], datetime] = _utcnow
+    clock: Callable[[], datetime] = utc_now
     # Usage records arriving later than this after their hour ends are not counted.
     recount_hours: int = RECOUNT_HOURS
 

@@ -20,10 +20,11 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from azure.data.tables.aio import TableClient
 
+from core.clock import utc_now
 from core.settings import Settings
 from core.tables import Tables
 from metering.rollup import HOUR, floor_hour, hour_key, hours_between, rows_of
@@ -33,10 +34,6 @@ from metering.usage_hours import GROUP_COLUMNS, USAGE_COLUMNS, Counts, RollupSta
 FIRST_RUN_HOURS = 48
 
 log = logging.getLogger("metering.usage_rollup")
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -114,7 +111,7 @@ async def rollup_usage(
 
 async def run_usage_rollup(
     settings: Settings, *, hour: datetime | None = None, since: datetime | None = None,
-    clock: Callable[[], datetime] = _utcnow,
+    clock: Callable[[], datetime] = utc_now,
 ) -> RollupReport:
     async with metering_tables(settings) as tables:
         report = await rollup_usage(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from core.clock import utc_now
 from core.tables import Tables, storage_errors
 
 logger = logging.getLogger("liutong.audit")
@@ -23,7 +24,7 @@ class AuditEvent:
     plan_id: str | None = None
     resource_id: str | None = None
     key_id: str | None = None
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    at: datetime = field(default_factory=utc_now)
 
 
 class AuditLog:

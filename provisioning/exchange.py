@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from core.clock import utc_now
 from core.errors import (
     AuthenticationFailed,
     ConcurrencyConflict,
@@ -66,7 +67,7 @@ class KeyExchange:
         masters: MasterSecretProvider,
         audit: AuditLog,
         policy: RotationPolicy,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._validator = validator
         self._deployments = deployments

@@ -10,9 +10,10 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from core.clock import utc_now
 from core.errors import AuthenticationFailed, ConcurrencyConflict, ServiceUnavailable
 from keystore.repository import KeyRepository
 from provisioning.audit import AuditEvent, AuditLog
@@ -34,7 +35,7 @@ class MarketplaceWebhook:
         keys: KeyRepository,
         audit: AuditLog,
         on_deleting: Callable[[Deployment], Awaitable[None]] | None = None,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._secret = secret.encode()
         self._deployments = deployments

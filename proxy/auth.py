@@ -13,8 +13,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
+from core.clock import utc_now
 from core.errors import AuthenticationFailed, PermissionDenied
 from keystore.keys import hash_key, is_well_formed
 from keystore.last_used import LastUsedRecorder
@@ -46,7 +47,7 @@ class PrincipalResolver:
         negative_ttl_seconds: float,
         last_used: LastUsedRecorder | None = None,
         clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._keys = keys
         self._deployments = deployments

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 import aiohttp
 
+from core.clock import utc_now
 from core.errors import LiutongError, NotFound, PermissionDenied
 from core.settings import Settings
 from metering.admission import Limiter
@@ -52,10 +53,6 @@ class JsonResult:
 class StreamResult:
     relay: StreamRelay
     headers: dict[str, str]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ProxyService:

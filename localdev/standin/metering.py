@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from core.clock import utc_now
 from localdev.standin.state import StandinState, TokenRejected
 
 METERING_AUDIENCE = "20e940b3-4c77-4b0b-9a53-9e16a1b010a7"
@@ -60,7 +61,7 @@ class MeteringStandin:
         self._accepted: dict[tuple[str, str, datetime], dict[str, Any]] = {}
         self._faults: deque[Fault] = deque()
         self.calls: list[dict[str, Any]] = []
-        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.clock: Callable[[], datetime] = utc_now
 
     def register_resource(self, resource_id: str, plan_id: str, dimensions: Iterable[str]) -> None:
         with self._lock:
