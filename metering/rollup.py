@@ -56,6 +56,15 @@ def hour_key(hour: datetime) -> str:
     return f"{hour:%Y%m%d%H}"
 
 
+# Raw usage partitions are "{YYYYMMDDHH}-{shard}" (metering.usage_store); "." sorts right after "-".
+USAGE_HOURS_QUERY = "PartitionKey ge @lo and PartitionKey lt @hi"
+
+
+def usage_hours_params(first: datetime, last: datetime) -> dict[str, Any]:
+    """USAGE_HOURS_QUERY's bounds: every writer shard of the hours first..last, both included."""
+    return {"lo": f"{hour_key(first)}-", "hi": f"{hour_key(last)}."}
+
+
 def parse_hour_key(key: str) -> datetime:
     return datetime.strptime(key, "%Y%m%d%H").replace(tzinfo=UTC)
 
@@ -135,9 +144,7 @@ async def count_hours(
     usage: TableClient, first: datetime, last: datetime, catalog: PlanCatalog, *, deployment_id: str | None = None
 ) -> list[HourTotal]:
     """Sum `plan_tokens` per UTC hour, deployment and billable plan over [first, last], all writer shards."""
-    query = "PartitionKey ge @lo and PartitionKey lt @hi"
-    # Partition keys are "{YYYYMMDDHH}-{shard}"; "." sorts right after "-".
-    params: dict[str, Any] = {"lo": f"{hour_key(first)}-", "hi": f"{hour_key(last)}."}
+    query, params = USAGE_HOURS_QUERY, usage_hours_params(first, last)
     if deployment_id is not None:
         query += " and deployment_id eq @dep"
         params["dep"] = deployment_id

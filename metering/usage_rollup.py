@@ -27,7 +27,7 @@ from azure.data.tables.aio import TableClient
 from core.clock import utc_now
 from core.settings import Settings
 from core.tables import Tables
-from metering.rollup import HOUR, floor_hour, hour_key, hours_between, rows_of
+from metering.rollup import HOUR, USAGE_HOURS_QUERY, floor_hour, hours_between, rows_of, usage_hours_params
 from metering.submit_runtime import metering_tables
 from metering.usage_hours import GROUP_COLUMNS, USAGE_COLUMNS, Counts, RollupState, UsageHours, add_usage, zero
 
@@ -56,11 +56,10 @@ class RollupReport:
 
 
 async def count_hour(usage: TableClient, hour: datetime) -> Counts:
-    """The hour's usage per group, from every writer shard ("{YYYYMMDDHH}-{shard}"; "." sorts after "-")."""
-    query = "PartitionKey ge @lo and PartitionKey lt @hi"
-    params = {"lo": f"{hour_key(hour)}-", "hi": f"{hour_key(hour)}."}
+    """The hour's usage per group, from every writer shard."""
+    params = usage_hours_params(hour, hour)
     counts: Counts = defaultdict(zero)
-    async for row in rows_of(usage, query, params, [*USAGE_COLUMNS, *GROUP_COLUMNS]):
+    async for row in rows_of(usage, USAGE_HOURS_QUERY, params, [*USAGE_COLUMNS, *GROUP_COLUMNS]):
         add_usage(counts[tuple(row.get(column) for column in GROUP_COLUMNS)], row)
     return counts
 
