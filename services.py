@@ -17,16 +17,16 @@ from keystore.last_used import LastUsedRecorder
 from keystore.master_secret import MasterSecretProvider
 from keystore.repository import KeyRepository
 from keystore.teams import TeamStore
-from metering.limits import PlanLimiter
-from metering.plans import PlanCatalog
+from limits.limiter import PlanLimiter
+from limits.plans import PlanCatalog
 from metering.submit import MeteringDeps
-from metering.usage_writer import UsageWriter
 from provisioning.audit import AuditLog
 from provisioning.deployment_store import DeploymentStore
 from provisioning.entra import TokenValidator
 from provisioning.exchange import KeyExchange
 from provisioning.webhook import MarketplaceWebhook
 from proxy.service import ProxyService
+from usage.writer import UsageWriter
 from wiring import build_admin, build_metering, build_provisioning, build_proxy
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
+from admin.build import build_admin_service
 from admin.deployments import AdminDeployments
-from admin.handlers import build_admin_service
 from admin.service import AdminService
 from admin.settings import AdminSettings
 from core.settings import Settings
@@ -18,11 +18,10 @@ from keystore.last_used import LastUsedRecorder
 from keystore.master_secret import master_secret_provider
 from keystore.repository import KeyRepository
 from keystore.teams import TeamStore
-from metering.limits import PlanLimiter
+from limits.limiter import PlanLimiter
+from limits.plans import PlanCatalog
 from metering.marketplace_client import MarketplaceClient, metering_credential
-from metering.plans import PlanCatalog
 from metering.submit import MeteringDeps, flush_deployment
-from metering.usage_writer import UsageWriter
 from provisioning.arm import ArmClient
 from provisioning.audit import AuditLog
 from provisioning.credentials import arm_credential
@@ -35,6 +34,7 @@ from provisioning.webhook import MarketplaceWebhook
 from proxy.auth import PrincipalResolver
 from proxy.registry import UpstreamRegistry
 from proxy.service import ProxyService
+from usage.writer import UsageWriter
 
 
 def rotation_policy(settings: Settings) -> RotationPolicy:

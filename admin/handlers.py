@@ -2,44 +2,14 @@
 
 from typing import Any
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from admin import validation as v
-from admin.auth import AdminAuthenticator, Operator
-from admin.deployments import AdminDeployments
+from admin.auth import Operator
 from admin.service import SUSPENDED, AdminService, MintedKey, key_view, team_view
-from admin.settings import AdminSettings
 from core.errors import ServiceUnavailable
 from core.http import bearer_token, endpoint, read_json_object
-from core.settings import Settings
-from core.tables import Tables
-from keystore.repository import KeyRepository
-from metering.plans import PlanCatalog
-from provisioning.audit import AuditLog
-
-
-def build_admin_service(
-    settings: Settings,
-    admin: AdminSettings,
-    *,
-    http: httpx.AsyncClient,
-    tables: Tables,
-    keys: KeyRepository,
-    audit: AuditLog,
-    plans: PlanCatalog,
-    deployments: AdminDeployments | None = None,
-) -> AdminService | None:
-    """None when the admin tenant or audience is unset: the admin API then answers 503 (fail closed)."""
-    if not admin.configured:
-        return None
-    return AdminService(
-        auth=AdminAuthenticator.from_settings(settings, admin, http=http),
-        tables=tables, keys=keys, audit=audit, plans=plans,
-        rotation_grace_hours=admin.rotation_grace_hours, max_body_bytes=settings.max_body_bytes,
-        deployments=deployments,
-    )
 
 
 async def get_admin_service() -> AdminService:

@@ -13,10 +13,10 @@ from admin import validation as v
 from admin.team_store import decode_token, encode_token
 from admin.usage_report import UsageQuery, UsageReport, ceil_hour, read_usage
 from core.errors import InvalidRequest
-from core.tables import Tables, storage_errors
+from core.hours import hour_key
+from core.tables import Tables, rows_of, storage_errors, table_key
+from limits.plans import PlanCatalog
 from metering.ledger import Entry, Status, entry_from
-from metering.plans import PlanCatalog
-from metering.rollup import hour_key, rows_of, table_key
 
 # -- the metering ledger --------------------------------------------------------------------------
 

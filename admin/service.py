@@ -21,7 +21,7 @@ from keystore.keys import display_prefix, generate_key, hash_key, random_key_id
 from keystore.models import KeyRecord, KeyStatus
 from keystore.repository import KeyRepository
 from keystore.teams import Team
-from metering.plans import PlanCatalog
+from limits.plans import PlanCatalog
 from provisioning.audit import AuditEvent, AuditLog
 
 logger = logging.getLogger("liutong.admin")

@@ -6,7 +6,7 @@ rolled up and past its recount window; partial first and last hours, recent hour
 never counted are aggregated from raw usage rows. Both sources count the same rows per hour, so the
 report is the same either way; without a roll-up it is all raw (correct, only slower).
 
-Usage rows are metadata only (metering.usage); only the columns a report needs are selected.
+Usage rows are metadata only (usage.records); only the columns a report needs are selected.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 from azure.data.tables.aio import TableClient
 
 from admin import validation as v
-from core.tables import Tables
-from metering.rollup import HOUR, floor_hour, hour_key, rows_of
+from core.hours import HOUR, floor_hour, hour_key
+from core.tables import Tables, rows_of
 from metering.usage_hours import COUNTERS, TOKEN_COUNTERS, UsageHours, add_rolled, add_usage, zero
 
 # group_by name -> the usage column (and report column) it groups on

@@ -7,7 +7,9 @@ locally by an Azurite connection string.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import hashlib
+import re
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
@@ -18,6 +20,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
+from azure.data.tables import EdmType, EntityProperty
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from core.errors import StorageUnavailable
@@ -28,6 +31,7 @@ TABLES = (
     "keys", "keyindex", "deployments", "audit", "teams", "quota", "balances", "usage", "usagehours", "meterhours",
     "meterledger",
 )
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_.=@:-]{1,120}$")
 
 
 def table_name(settings: Settings, logical: str) -> str:
@@ -95,3 +99,34 @@ def storage_errors() -> Iterator[None]:
     except (AzureError, OSError, TimeoutError) as error:
         reason = "authentication" if isinstance(error, ClientAuthenticationError) else type(error).__name__
         raise StorageUnavailable(f"Storage is unavailable ({reason}).") from error
+
+
+def table_key(text: str) -> str:
+    """A Table key component: the text itself when it is plainly safe, else a hash of it."""
+    if _SAFE_KEY.match(text) and "|" not in text:
+        return text
+    return "h" + hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def int_value(value: Any) -> int:
+    """Table Storage returns Int64 properties wrapped in EntityProperty."""
+    if isinstance(value, EntityProperty):
+        value = value.value
+    return int(value or 0)
+
+
+def int64(value: int) -> EntityProperty:
+    """Plain ints are stored as Int32 and overflow at 2^31."""
+    return EntityProperty(value, EdmType.INT64)
+
+
+async def rows_of(
+    table: TableClient, query: str, params: dict[str, Any], select: list[str] | None = None
+) -> AsyncIterator[Any]:
+    """A query's rows; none while the table does not exist (a dry run creates nothing)."""
+    with storage_errors():
+        try:
+            async for row in table.query_entities(query, parameters=params, select=select):
+                yield row
+        except ResourceNotFoundError:
+            return

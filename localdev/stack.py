@@ -18,10 +18,10 @@ from typing import Any
 import uvicorn
 
 from core.settings import Settings
+from limits.plans import PlanCatalog
 from localdev import azurite, mock_upstream
 from localdev.server import UVICORN_OPTIONS, build_app
 from localdev.standin import OPERATOR_UPN, RunningStandin, start_in_thread
-from metering.plans import PlanCatalog
 
 HOST = "127.0.0.1"
 API_APP_ID_URI = "api://liutong-local"

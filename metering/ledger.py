@@ -28,8 +28,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
-from core.tables import Tables, storage_errors
-from metering.rollup import hour_key, int64, int_value, parse_hour_key, rows_of, table_key
+from core.hours import hour_key, parse_hour_key
+from core.tables import Tables, int64, int_value, rows_of, storage_errors, table_key
 
 _STATE = "state"
 

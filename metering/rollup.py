@@ -11,97 +11,34 @@ rescanning usage. Counts only ever grow: a late usage record raises its hour's t
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import EdmType, EntityProperty, UpdateMode
+from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from core.tables import Tables, storage_errors
-from metering.plans import PlanCatalog
+from core.hours import hour_key, parse_hour_key
+from core.tables import Tables, int64, int_value, rows_of, storage_errors, table_key
+from limits.plans import PlanCatalog
 
-HOUR = timedelta(hours=1)
 QUANTITY_PLACES = 6
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9_.=@:-]{1,120}$")
 _WATERMARK = ("~rollup", "watermark")
 
 
-# -- time and keys --------------------------------------------------------------------------------
-
-
-def floor_hour(at: datetime) -> datetime:
-    if at.tzinfo is None:
-        raise ValueError("times must be timezone-aware")
-    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def month_start(at: datetime) -> datetime:
-    return floor_hour(at).replace(day=1, hour=0)
-
-
-def previous_month_start(at: datetime) -> datetime:
-    return month_start(month_start(at) - HOUR)
-
-
-def hour_key(hour: datetime) -> str:
-    return f"{hour:%Y%m%d%H}"
-
-
-# Raw usage partitions are "{YYYYMMDDHH}-{shard}" (metering.usage_store); "." sorts right after "-".
+# Raw usage partitions are "{YYYYMMDDHH}-{shard}" (usage.store); "." sorts right after "-".
 USAGE_HOURS_QUERY = "PartitionKey ge @lo and PartitionKey lt @hi"
 
 
 def usage_hours_params(first: datetime, last: datetime) -> dict[str, Any]:
     """USAGE_HOURS_QUERY's bounds: every writer shard of the hours first..last, both included."""
     return {"lo": f"{hour_key(first)}-", "hi": f"{hour_key(last)}."}
-
-
-def parse_hour_key(key: str) -> datetime:
-    return datetime.strptime(key, "%Y%m%d%H").replace(tzinfo=UTC)
-
-
-def hours_between(first: datetime, last: datetime) -> list[datetime]:
-    count = int((last - first) / HOUR) + 1
-    return [first + i * HOUR for i in range(max(0, count))]
-
-
-def table_key(text: str) -> str:
-    """A Table key component: the text itself when it is plainly safe, else a hash of it."""
-    if _SAFE_KEY.match(text) and "|" not in text:
-        return text
-    return "h" + hashlib.sha256(text.encode()).hexdigest()[:40]
-
-
-def int_value(value: Any) -> int:
-    """Table Storage returns Int64 properties wrapped in EntityProperty."""
-    if isinstance(value, EntityProperty):
-        value = value.value
-    return int(value or 0)
-
-
-def int64(value: int) -> EntityProperty:
-    return EntityProperty(value, EdmType.INT64)
-
-
-async def rows_of(
-    table: TableClient, query: str, params: dict[str, Any], select: list[str] | None = None
-) -> AsyncIterator[Any]:
-    """A query's rows; none while the table does not exist (a dry run creates nothing)."""
-    with storage_errors():
-        try:
-            async for row in table.query_entities(query, parameters=params, select=select):
-                yield row
-        except ResourceNotFoundError:
-            return
 
 
 # -- overage arithmetic ---------------------------------------------------------------------------

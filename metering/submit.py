@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from core.clock import utc_now
+from core.hours import HOUR, floor_hour, hours_between
+from core.hours import month_start as _month_start
+from core.hours import previous_month_start as _previous_month_start
 from core.tables import Tables
+from limits.plans import PlanCatalog
 from metering.ledger import OPEN, Account, Entry, Ledger, LedgerConflict, Status
 from metering.marketplace_client import EventResult, MarketplaceClient, Outcome, UsageEvent
-from metering.plans import PlanCatalog
-from metering.rollup import HOUR, HourlyTotals, HourTotal, count_hours, floor_hour, hours_between, merge_totals
-from metering.rollup import month_start as _month_start
-from metering.rollup import previous_month_start as _previous_month_start
+from metering.rollup import HourlyTotals, HourTotal, count_hours, merge_totals
 from metering.submit_plan import AccountUsage, earliest_sendable, group_accounts, plan_openings
 from provisioning.deployment_store import DeploymentStore
 from provisioning.deployments import Deployment

@@ -15,9 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from core.hours import HOUR, floor_hour
+from limits.plans import Plan, PlanCatalog
 from metering.ledger import Account, Entry, meter_month_key
-from metering.plans import Plan, PlanCatalog
-from metering.rollup import HOUR, HourTotal, billable_through, floor_hour, quantity_for
+from metering.rollup import HourTotal, billable_through, quantity_for
 
 WINDOW = timedelta(hours=24)
 # Marketplace refuses effectiveStartTime older than 24 h; stay clear of the edge while in flight.

@@ -10,8 +10,8 @@ import httpx
 from core.identity import service_credential
 from core.settings import Settings
 from core.tables import Tables, storage_errors, table_name
+from limits.plans import PlanCatalog
 from metering.marketplace_client import MarketplaceClient, metering_credential
-from metering.plans import PlanCatalog
 from metering.submit import MeteringDeps
 from provisioning.deployment_store import DeploymentStore
 

@@ -23,8 +23,8 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from core.tables import Tables, storage_errors
-from metering.rollup import hour_key, int64, int_value, parse_hour_key, rows_of, table_key
+from core.hours import hour_key, parse_hour_key
+from core.tables import Tables, int64, int_value, rows_of, storage_errors, table_key
 
 # The usage columns a roll-up row groups on, in RowKey order.
 GROUP_COLUMNS = ("team", "deployment_id", "plan_id", "model_alias", "key_id")

@@ -25,9 +25,10 @@ from datetime import datetime
 from azure.data.tables.aio import TableClient
 
 from core.clock import utc_now
+from core.hours import HOUR, floor_hour, hours_between
 from core.settings import Settings
-from core.tables import Tables
-from metering.rollup import HOUR, USAGE_HOURS_QUERY, floor_hour, hours_between, rows_of, usage_hours_params
+from core.tables import Tables, rows_of
+from metering.rollup import USAGE_HOURS_QUERY, usage_hours_params
 from metering.submit_runtime import metering_tables
 from metering.usage_hours import GROUP_COLUMNS, USAGE_COLUMNS, Counts, RollupState, UsageHours, add_usage, zero
 

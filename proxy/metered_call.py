@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from metering.admission import Admission
-from metering.plans import Plan
-from metering.usage import UsageRecord, UsageSink
+from limits.admission import Admission
+from limits.plans import Plan
 from proxy.accounting import Tokens, estimated, from_usage
 from proxy.principal import Principal
 from proxy.streaming import StreamEnd
+from usage.records import UsageRecord, UsageSink
 
 logger = logging.getLogger("liutong.proxy")
 

@@ -18,9 +18,8 @@ import aiohttp
 from core.clock import utc_now
 from core.errors import LiutongError, NotFound, PermissionDenied
 from core.settings import Settings
-from metering.admission import Limiter
-from metering.plans import Plan
-from metering.usage import UsageSink
+from limits.admission import Limiter
+from limits.plans import Plan
 from proxy.accounting import from_response
 from proxy.forwarding import UpstreamClient, read_all
 from proxy.metered_call import MeteredCall
@@ -30,6 +29,7 @@ from proxy.registry import CHAT, EMBEDDINGS, UpstreamRegistry, UpstreamTarget
 from proxy.request_ids import new_request_id
 from proxy.sse import SseUsageTap
 from proxy.streaming import StreamRelay
+from usage.records import UsageSink
 
 CHAT_ENDPOINT = "/v1/chat/completions"
 EMBEDDINGS_ENDPOINT = "/v1/embeddings"

@@ -21,13 +21,13 @@ from admin.service import AdminService
 from core.settings import Settings
 from core.tables import TABLES, Tables
 from keystore.repository import KeyRepository
-from metering.plans import PlanCatalog
-from metering.usage import UsageRecord
+from limits.plans import PlanCatalog
 from provisioning.audit import AuditLog
 from provisioning.entra import TokenValidator
 from provisioning.jwks import JwksCache
 from tests.admin import usage_seed
 from tests.provisioning.tokens import AUTHORITY, NOW, TENANT, V1_ISSUER_HOST, FakeClock, FakeEntra, sign, v2_claims
+from usage.records import UsageRecord
 
 ADMIN_APP_ID_URI = "api://liutong-admin-test"
 ADMIN_CLIENT_ID = "99999999-8888-7777-6666-555555555555"

@@ -20,7 +20,7 @@ from keystore.keys import hash_key
 from keystore.master_secret import SettingMasterSecret
 from keystore.models import KeyStatus
 from keystore.repository import KeyRepository
-from metering.plans import PlanCatalog
+from limits.plans import PlanCatalog
 from provisioning.audit import AuditLog
 from provisioning.deployment_store import DeploymentStore
 from provisioning.notifications import deployment_id_for

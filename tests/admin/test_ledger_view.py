@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from core.hours import HOUR
 from core.tables import Tables
 from metering.ledger import Entry, Ledger, Status
-from metering.rollup import HOUR
 from tests.admin.conftest import Clock, assert_invalid_request, auth_header
 from tests.admin.test_auth import BAD_CREDENTIALS
 

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from core.tables import Tables
-from metering.usage import UsageRecord
 from tests.admin.conftest import Clock, assert_invalid_request, auth_header
 from tests.admin.test_auth import BAD_CREDENTIALS
 from tests.admin.usage_seed import NOW, TEAMS, record_at, write
+from usage.records import UsageRecord
 
 H = auth_header()
 URL = "/api/admin/usage"

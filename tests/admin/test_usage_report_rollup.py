@@ -9,13 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
+from core.hours import HOUR
 from core.tables import Tables
-from metering.rollup import HOUR
-from metering.usage import UsageRecord
 from metering.usage_hours import UsageHours
 from metering.usage_rollup import rollup_usage
 from tests.admin.test_usage_report import CASES, URL, H, expected, totals
 from tests.admin.usage_seed import NOW, write
+from usage.records import UsageRecord
 
 # After the two runs below, hours [FINAL_FROM, FINAL_BEFORE) are final in the roll-up; the seeded records
 # span 2026-11-12 16:00 to NOW (2026-11-22 10:30), so both ends stay raw.

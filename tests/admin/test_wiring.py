@@ -19,7 +19,7 @@ from core.errors import ServiceUnavailable
 from core.settings import Settings
 from core.tables import Tables
 from keystore.repository import KeyRepository
-from metering.plans import PlanCatalog
+from limits.plans import PlanCatalog
 from provisioning.audit import AuditLog
 from tests.provisioning.tokens import TENANT
 

@@ -8,11 +8,11 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from core.hours import HOUR, floor_hour
 from core.tables import Tables
 from metering.ledger import Entry, Ledger, Status
-from metering.rollup import HOUR, floor_hour
-from metering.usage import UsageRecord
-from metering.usage_store import UsageStore, batches, to_entity
+from usage.records import UsageRecord
+from usage.store import UsageStore, batches, to_entity
 
 DAY = timedelta(days=1)
 PLANS = ("starter", "standard", "prepaid")

@@ -6,8 +6,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from core.tables import Tables
-from metering.usage import UsageRecord
-from metering.usage_store import UsageStore, batches, to_entity
+from usage.records import UsageRecord
+from usage.store import UsageStore, batches, to_entity
 
 NOW = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
 TEAMS = ("team-a", "team-b", '=HYPERLINK("http://evil.example")', "+1", "-2", "@SUM(A1)", "o'neil and co")

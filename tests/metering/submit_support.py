@@ -14,9 +14,9 @@ from azure.data.tables import EdmType, EntityProperty
 
 from core.settings import Settings
 from core.tables import Tables
+from limits.plans import Plan, PlanCatalog
 from localdev.standin import RunningStandin
 from localdev.standin.metering import METERING_AUDIENCE
-from metering.plans import Plan, PlanCatalog
 from metering.submit_runtime import ensure_metering_tables
 from provisioning.deployment_store import DeploymentStore
 from provisioning.deployments import Deployment

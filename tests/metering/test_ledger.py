@@ -9,10 +9,10 @@ from decimal import Decimal
 
 import pytest
 
+from core.hours import HOUR
 from core.settings import Settings
 from core.tables import Tables
 from metering.ledger import Entry, Ledger, LedgerConflict, Status
-from metering.rollup import HOUR
 from tests.metering.submit_support import DIMENSION, PAYG, ledger_rows, prepare_tables, utc
 
 HOUR_10 = utc(2026, 3, 1, 10)

@@ -8,20 +8,10 @@ from decimal import Decimal
 
 import pytest
 
+from core.hours import HOUR, floor_hour, previous_month_start
 from core.settings import Settings
-from core.tables import Tables
-from metering.rollup import (
-    HOUR,
-    HourlyTotals,
-    HourTotal,
-    billable_through,
-    count_hours,
-    floor_hour,
-    merge_totals,
-    previous_month_start,
-    quantity_for,
-    table_key,
-)
+from core.tables import Tables, table_key
+from metering.rollup import HourlyTotals, HourTotal, billable_through, count_hours, merge_totals, quantity_for
 from tests.metering.submit_support import CATALOG, DIMENSION, INCLUDED, PAYG, prepare_tables, utc, write_usage
 
 

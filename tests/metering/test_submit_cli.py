@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from core.hours import HOUR, floor_hour
 from core.settings import Settings
 from core.tables import Tables, table_name
 from localdev.standin import RunningStandin, start_in_thread
 from localdev.standin.metering import MeteringStandin, metering_of
 from metering.__main__ import main
-from metering.rollup import HOUR, floor_hour
 from metering.timer import submit_metering
 from tests.metering.submit_support import (
     CATALOG,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from core.hours import HOUR
 from metering.ledger import Account, Entry, Status
-from metering.rollup import HOUR, HourTotal
+from metering.rollup import HourTotal
 from metering.submit_plan import Opening, earliest_sendable, group_accounts, plan_openings
 from tests.metering.submit_support import CATALOG, DIMENSION, INCLUDED, PAYG, utc
 

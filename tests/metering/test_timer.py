@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import pytest
 
 from core.errors import StorageUnavailable
+from core.hours import HOUR, floor_hour
 from core.settings import Settings
 from core.tables import Tables
 from metering import timer
-from metering.rollup import HOUR, floor_hour
 from metering.usage_hours import RESERVED
 from tests.metering.test_usage_rollup import record, write
 

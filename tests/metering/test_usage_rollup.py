@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
+from core.hours import HOUR, floor_hour, hour_key
 from core.settings import Settings
-from core.tables import Tables
+from core.tables import Tables, int_value
 from metering.__main__ import main
-from metering.rollup import HOUR, floor_hour, hour_key, int_value
-from metering.usage import UsageRecord
 from metering.usage_hours import COUNTERS, GROUP_COLUMNS, RESERVED, RollupState, UsageHours
 from metering.usage_rollup import FIRST_RUN_HOURS, rollup_usage, run_usage_rollup
-from metering.usage_store import UsageStore, batches, to_entity
+from usage.records import UsageRecord
+from usage.store import UsageStore, batches, to_entity
 
 NOW = datetime(2026, 3, 10, 10, 30, tzinfo=UTC)
 LAST = datetime(2026, 3, 10, 9, tzinfo=UTC)  # the last completed hour at NOW

@@ -22,9 +22,9 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from core.settings import Settings
+from limits.plans import Plan
 from localdev.mock_upstream import MockConfig, RunningMockUpstream, start_in_thread
 from localdev.standin.server import base_url_of, bind
-from metering.plans import Plan
 from proxy import handlers
 from proxy.forwarding import UpstreamClient
 from proxy.registry import UpstreamRegistry

@@ -9,9 +9,9 @@ from typing import Any
 from azure.core.credentials import AccessToken
 
 from core.errors import AuthenticationFailed
-from metering.plans import Plan
-from metering.usage import UsageRecord
+from limits.plans import Plan
 from proxy.principal import Principal
+from usage.records import UsageRecord
 
 CALLER_KEY = "lt-caller-key-0123456789abcdefghijklmnopqrstuvwxyz"
 PRINCIPAL = Principal(

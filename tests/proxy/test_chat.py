@@ -6,9 +6,9 @@ import base64
 
 import httpx
 
-from metering.usage import UsageRecord
 from tests.proxy.conftest import PLAN, Harness
 from tests.proxy.fakes import CALLER_KEY, PRINCIPAL, RATE_HEADERS
+from usage.records import UsageRecord
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello to the proxy."}]
 

@@ -1,10 +1,10 @@
-"""The contract between the proxy and plan enforcement (implemented in metering.limits)."""
+"""The contract between the proxy and plan enforcement (implemented in limits.limiter)."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from metering.plans import Plan
+from limits.plans import Plan
 from proxy.principal import Principal
 
 

@@ -12,9 +12,9 @@ from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from core.errors import InsufficientQuota, StorageUnavailable
 from core.settings import Settings
 from core.tables import Tables
-from metering.balance import PrepaidBalances
-from metering.limits import BALANCE_TABLE, PlanLimiter
-from metering.plans import Plan
+from limits.balance import PrepaidBalances
+from limits.limiter import BALANCE_TABLE, PlanLimiter
+from limits.plans import Plan
 from proxy.principal import Principal
 
 OWNER = "dep-d1"

@@ -13,9 +13,9 @@ from azure.core.exceptions import ServiceRequestError
 from core.errors import InsufficientQuota
 from core.settings import Settings
 from core.tables import Tables
-from metering.limits import QUOTA_TABLE, PlanLimiter
-from metering.plans import Plan
-from metering.quota import MonthlyQuota, month_of
+from limits.limiter import QUOTA_TABLE, PlanLimiter
+from limits.plans import Plan
+from limits.quota import MonthlyQuota, month_of
 from proxy.principal import Principal
 
 ALICE = Principal(key_id="k1", key_prefix="lt-k1", key_hash="h1", team="t", plan_id="p", deployment_id="d1")

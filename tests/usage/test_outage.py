@@ -16,9 +16,9 @@ import pytest
 from core.settings import Settings
 from core.tables import Tables, table_name
 from localdev import azurite
-from metering.usage import UsageRecord
-from metering.usage_store import row_key
-from metering.usage_writer import UsageWriter
+from usage.records import UsageRecord
+from usage.store import row_key
+from usage.writer import UsageWriter
 
 
 class OwnAzurite:

@@ -11,7 +11,7 @@ Azure Functions host: there is no shutdown hook for app code. The Python worker 
   running loop, before it starts the HTTP-streaming extension's embedded uvicorn): that uvicorn then
   captures SIGTERM, drains its requests, restores this handler and re-raises, so records of requests
   still streaming are drained too. Otherwise a hard kill loses at most the window measured in
-  usage_writer.py, and a journal survives only if LIUTONG_USAGE_JOURNAL_DIR does.
+  usage/writer.py, and a journal survives only if LIUTONG_USAGE_JOURNAL_DIR does.
 """
 
 from __future__ import annotations
@@ -20,16 +20,17 @@ import asyncio
 import logging
 import signal
 from types import FrameType
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from metering.usage_writer import UsageWriter
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 _draining: set[asyncio.Task[None]] = set()
 
 
-def drain_on_signals(writer: UsageWriter, signals: tuple[signal.Signals, ...] = (signal.SIGTERM,)) -> None:
+class Drainable(Protocol):
+    async def close(self) -> None: ...
+
+
+def drain_on_signals(writer: Drainable, signals: tuple[signal.Signals, ...] = (signal.SIGTERM,)) -> None:
     """On each signal: `await writer.close()`, then hand the signal to the handler installed before.
 
     Call from the main thread while the event loop runs.
@@ -44,13 +45,13 @@ def drain_on_signals(writer: UsageWriter, signals: tuple[signal.Signals, ...] = 
         signal.signal(sig, handler)
 
 
-def _start_drain(writer: UsageWriter, signum: int, previous: Any) -> None:
+def _start_drain(writer: Drainable, signum: int, previous: Any) -> None:
     task = asyncio.ensure_future(_drain_then_pass_on(writer, signum, previous))
     _draining.add(task)
     task.add_done_callback(_draining.discard)
 
 
-async def _drain_then_pass_on(writer: UsageWriter, signum: int, previous: Any) -> None:
+async def _drain_then_pass_on(writer: Drainable, signum: int, previous: Any) -> None:
     try:
         await writer.close()
     except Exception:

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from core.errors import RateLimited
-from metering.plans import Plan
-from metering.ratelimit import RateLimiter, format_duration
+from limits.plans import Plan
+from limits.ratelimit import RateLimiter, format_duration
 
 
 class Clock:

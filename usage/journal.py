@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from metering.usage import UsageRecord
+from usage.records import UsageRecord
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Acknowledged = every record whose record() returned (the child prints its number right after).
 Kept = what reached the table plus what is in the journal. Lost = acknowledged - kept.
-Run as a script (`python tests/metering/test_usage_hardkill.py child ...`) it is the child.
+Run as a script (`python tests/usage/test_hardkill.py child ...`) it is the child.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 
 from core.settings import Settings
 from core.tables import Tables, table_name
-from metering.usage import UsageRecord
-from metering.usage_writer import UsageWriter
+from usage.records import UsageRecord
+from usage.writer import UsageWriter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

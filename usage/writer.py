@@ -7,12 +7,12 @@ sync: record() returns once its record is durable - committed in a transaction s
   record that arrived meanwhile (group commit), or fsync'd to the journal. It raises only if both fail.
 
 When a transaction fails (unreachable, timeout, rejected) its records go to the local journal
-(usage_journal.py). The journal - this writer's, and any dead writer's in the same directory - is
+(usage/journal.py). The journal - this writer's, and any dead writer's in the same directory - is
 replayed at start, every replay_interval_seconds and on flush()/close(), and emptied only after its
 records committed. Rows are upserts keyed by RowKey: a replay never counts a record twice.
 
 Hard kill (SIGKILL, OOM, instance torn down) in async mode loses what is only in memory: records
-waiting for the interval plus transactions in flight. Measured with tests/metering/test_usage_hardkill.py
+waiting for the interval plus transactions in flight. Measured with tests/usage/test_hardkill.py
 (writer in a subprocess, steady rate, SIGKILL, Azurite on the same 2 vCPUs, 50 ms interval):
   1,000 records/s, 20 kills: median 34-37 records (~35 ms); max 59 ms quiet, 103 ms at load 4
   200/s, 12 kills: max 12 records (60 ms)
@@ -21,7 +21,7 @@ waiting for the interval plus transactions in flight. Measured with tests/meteri
 So: the flush interval plus one or two in-flight transactions, more only when storage falls behind.
 Sync mode loses nothing acknowledged (measured 0).
 
-Shutdown (uvicorn lifespan, Functions host, SIGTERM): see usage_shutdown.py.
+Shutdown (uvicorn lifespan, Functions host, SIGTERM): see usage/shutdown.py.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ from azure.data.tables.aio import TableClient
 from core.errors import StorageUnavailable
 from core.settings import Settings
 from core.tables import Tables
-from metering.usage import UsageRecord
-from metering.usage_journal import Orphan, UsageJournal, default_dir, journal_key, orphan_paths, try_adopt
-from metering.usage_shutdown import drain_on_signals
-from metering.usage_store import UsageStore, batches, partition_key, to_entity, validate
+from usage.journal import Orphan, UsageJournal, default_dir, journal_key, orphan_paths, try_adopt
+from usage.records import UsageRecord
+from usage.shutdown import drain_on_signals
+from usage.store import UsageStore, batches, partition_key, to_entity, validate
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class UsageWriter:
             await asyncio.to_thread(self._journal.close)
 
     def install_signal_handlers(self, signals: tuple[signal.Signals, ...] = (signal.SIGTERM,)) -> None:
-        """On these signals close() (drain), then pass the signal on; see usage_shutdown.py."""
+        """On these signals close() (drain), then pass the signal on; see usage/shutdown.py."""
         drain_on_signals(self, signals)
 
     # --- batching -------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Prepaid balances (plan mode "prepaid") that never go negative, even with many instances at once.
 
-Table `balances`: PartitionKey = owner key (metering.owners.owner_key), RowKey = "balance"; properties
+Table `balances`: PartitionKey = owner key (limits.owners.owner_key), RowKey = "balance"; properties
   available (Int64)  plan tokens that can still be reserved; never below 0
   reserved (Int64)   plan tokens held by calls in flight
   shortfall (Int64)  tokens used beyond a reservation that the balance could not cover (flagged, not charged)
@@ -38,7 +38,7 @@ from azure.data.tables.aio import TableClient
 
 from core.errors import InsufficientQuota, LiutongError, ServiceUnavailable
 from core.tables import storage_errors
-from metering.owners import int64, owner_key, read_int
+from limits.owners import int64, owner_key, read_int
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Monthly included tokens (plan mode "quota"), shared by every instance through one counter entity.
 
-Table `quota`: PartitionKey = owner key (metering.owners.owner_key), RowKey = UTC month "YYYY-MM",
+Table `quota`: PartitionKey = owner key (limits.owners.owner_key), RowKey = UTC month "YYYY-MM",
 property `used` (Int64) = plan tokens settled that month by all instances (a call counts in the month it settles).
 No rollover: a new month is a new row.
 
@@ -33,8 +33,8 @@ from azure.data.tables.aio import TableClient
 
 from core.errors import InsufficientQuota, StorageUnavailable
 from core.tables import storage_errors
-from metering.owners import int64, owner_key, read_int
-from metering.plans import Plan
+from limits.owners import int64, owner_key, read_int
+from limits.plans import Plan
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from azure.core.pipeline.transport import AioHttpTransport
 from core.errors import StorageUnavailable
 from core.settings import Settings
 from core.tables import Tables, table_name
-from metering import usage_journal
-from metering.usage import UsageRecord
-from metering.usage_store import UsageStore, row_key, to_entity
-from metering.usage_writer import UsageWriter
+from usage import journal as usage_journal
+from usage.records import UsageRecord
+from usage.store import UsageStore, row_key, to_entity
+from usage.writer import UsageWriter
 
 FIELDS = {field.name for field in dataclasses.fields(UsageRecord)}
 

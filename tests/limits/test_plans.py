@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from metering.plans import Plan, PlanCatalog
+from limits.plans import Plan, PlanCatalog
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "plans.json"
 

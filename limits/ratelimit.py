@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.errors import RateLimited
-from metering.plans import Plan
+from limits.plans import Plan
 
 WINDOW_SECONDS = 60.0
 # Refill is float arithmetic: forgive rounding noise so a bucket that should hold `cost` does.

@@ -1,15 +1,15 @@
-"""Plan enforcement for the proxy (the metering.admission.Limiter contract).
+"""Plan enforcement for the proxy (the limits.admission.Limiter contract).
 
-PlanLimiter.admit checks, in order: the key's RPM/TPM buckets (metering.ratelimit, in memory), the owner's monthly
-included tokens ("quota" plans, metering.quota, in memory with a background sync) or a reservation on the owner's
-prepaid balance ("prepaid" plans, metering.balance, one compare-and-swap). A later refusal gives back what the
+PlanLimiter.admit checks, in order: the key's RPM/TPM buckets (limits.ratelimit, in memory), the owner's monthly
+included tokens ("quota" plans, limits.quota, in memory with a background sync) or a reservation on the owner's
+prepaid balance ("prepaid" plans, limits.balance, one compare-and-swap). A later refusal gives back what the
 earlier steps took. The model check (plan.allows) stays with the caller: it is a 403, not a limit.
 
 The admission's `headers` are the x-ratelimit-* ones. settle(plan_tokens=actual) corrects the TPM bucket, counts
 the month's usage and settles the reservation; refund() gives back the tokens (the request still counts for RPM).
 Either happens once; later calls are ignored.
 
-Tables: "quota" and "balances" (layouts in metering.quota and metering.balance). A background task, started by
+Tables: "quota" and "balances" (layouts in limits.quota and limits.balance). A background task, started by
 the first admit, syncs quota counters and retries deferred balance updates every quota_sync_interval_seconds;
 flush() does it now and close() stops the task and writes what is pending.
 """
@@ -27,10 +27,10 @@ from core.clock import utc_now
 from core.errors import LiutongError
 from core.settings import Settings
 from core.tables import Tables
-from metering.balance import BalanceState, PrepaidBalances
-from metering.plans import Plan
-from metering.quota import MonthlyQuota, tracks_quota
-from metering.ratelimit import RateLimiter, RateTicket, rate_headers
+from limits.balance import BalanceState, PrepaidBalances
+from limits.plans import Plan
+from limits.quota import MonthlyQuota, tracks_quota
+from limits.ratelimit import RateLimiter, RateTicket, rate_headers
 from proxy.principal import Principal
 
 log = logging.getLogger(__name__)

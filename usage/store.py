@@ -32,7 +32,7 @@ from azure.data.tables.aio import TableClient
 
 from core.errors import StorageUnavailable
 from core.tables import storage_errors
-from metering.usage import UsageRecord
+from usage.records import UsageRecord
 
 Entity = dict[str, Any]
 
