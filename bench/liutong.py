@@ -22,6 +22,7 @@ from keystore.models import KeyRecord, KeyStatus
 from keystore.repository import KeyRepository
 from keystore.teams import Team, TeamStore
 from localdev.stack import LocalStack
+from usage.store import RAW_ROWS
 
 TEAM = "bench"
 PLAN_ID = "bench-unlimited"
@@ -66,7 +67,7 @@ def count_usage_records(settings: Settings, wait_seconds: float = 2.0) -> str:
     async def count() -> int:
         tables = Tables(settings)
         try:
-            rows = tables.table("usage").list_entities(select=["RowKey"], results_per_page=1000)
+            rows = tables.table("usage").query_entities(RAW_ROWS, select=["RowKey"], results_per_page=1000)
             return sum([1 async for _ in rows])
         finally:
             await tables.close()

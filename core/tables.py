@@ -28,7 +28,7 @@ from core.identity import service_credential
 from core.settings import Settings
 
 TABLES = (
-    "keys", "keyindex", "deployments", "audit", "teams", "quota", "balances", "usage", "usagehours", "meterhours",
+    "keys", "keyindex", "deployments", "audit", "teams", "quota", "balances", "usage", "usageagg", "meterhours",
     "meterledger",
 )
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.=@:-]{1,120}$")
@@ -121,12 +121,12 @@ def int64(value: int) -> EntityProperty:
 
 
 async def rows_of(
-    table: TableClient, query: str, params: dict[str, Any], select: list[str] | None = None
+    table: TableClient, query: str, params: dict[str, Any], select: list[str] | None = None, **options: Any
 ) -> AsyncIterator[Any]:
     """A query's rows; none while the table does not exist (a dry run creates nothing)."""
     with storage_errors():
         try:
-            async for row in table.query_entities(query, parameters=params, select=select):
+            async for row in table.query_entities(query, parameters=params, select=select, **options):
                 yield row
         except ResourceNotFoundError:
             return

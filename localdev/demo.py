@@ -23,6 +23,7 @@ from localdev import clients
 from localdev.stack import API_APP_ID_URI, LocalStack, Ports
 from localdev.standin.metering import metering_of
 from provisioning.notifications import deployment_id_for
+from usage.store import RAW_ROWS
 
 SUBSCRIPTION = "00000000-0000-0000-0000-0000000000aa"
 APPLICATION_ID = (
@@ -112,7 +113,7 @@ class Demo:
         tables = Tables(self.stack.settings())
         try:
             for _ in range(100):
-                rows = [r async for r in tables.table("usage").list_entities()]
+                rows = [r async for r in tables.table("usage").query_entities(RAW_ROWS)]
                 if len(rows) >= 2:
                     break
                 await asyncio.sleep(0.05)

@@ -15,7 +15,7 @@ from metering.marketplace_client import MarketplaceClient, metering_credential
 from metering.submit import MeteringDeps
 from provisioning.deployment_store import DeploymentStore
 
-METERING_TABLES = ("usage", "usagehours", "meterhours", "meterledger")
+METERING_TABLES = ("usage", "usageagg", "meterhours", "meterledger")
 
 
 @contextlib.asynccontextmanager

@@ -1,12 +1,16 @@
-"""The usage table: layout, and entity-group transactions of usage records.
+"""The usage table: layout, and entity-group transactions of usage records and their aggregates.
 
-Layout (read by the metering roll-up; do not change):
-  PartitionKey = f"{at:%Y%m%d%H}-{shard}"   at in UTC; shard = a 6-hex token per writer instance
-  RowKey       = f"{at:%M%S%f}-{request_id}"
-  properties   = every UsageRecord field by name (at as Edm.DateTime, ints as Int32, bools); None omitted.
-
-Transactions are upserts (InsertOrReplace), so replaying a record after an ambiguous failure
-rewrites the same row instead of counting it twice.
+Layout of a partition, one per UTC hour and writer shard (PartitionKey = f"{at:%Y%m%d%H}-{shard}", at in UTC,
+shard = a 6-hex token per writer instance):
+  RowKey f"{at:%M%S%f}-{request_id}"  one raw record: every UsageRecord field by name (at as Edm.DateTime, ints as
+                                      Int32, bools); None omitted. Inserted, never replaced: a row that exists is
+                                      already counted in the aggregates below.
+  RowKey "~a|{group key}"             the shard-hour's cumulative counters of one group (usage.groups; Int64) and
+                                      the group's values. Replaced by every transaction that counts a record of it.
+  RowKey "~h"                         the header: `version` (transactions committed), `requests` (all groups).
+                                      Every transaction inserts it or replaces it if-match its ETag.
+Raw RowKeys begin with digits, so the "~" rows sort after them. Because a transaction is atomic and each one
+carries the header under its ETag, the aggregates always count exactly the raw rows present: see usage.committer.
 
 The $batch body is built here rather than by `TableClient.submit_transaction`: measured on Azurite,
 the SDK spends ~1 ms of Python CPU per entity in azure-core's email-based multipart encoding and
@@ -22,23 +26,43 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import orjson
+from azure.core import MatchConditions
 from azure.core.rest import HttpRequest
-from azure.data.tables import UpdateMode
+from azure.data.tables import EdmType, EntityProperty, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from core.errors import StorageUnavailable
+from core.hours import hour_key
 from core.tables import storage_errors
 from usage.records import UsageRecord
 
 Entity = dict[str, Any]
+OpKind = Literal["insert", "replace", "update"]  # insert: fails if the row exists; update: if-match `etag`
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+    kind: OpKind
+    entity: Entity
+    etag: str | None = None
+
+
+class TransactionConflict(Exception):
+    """A row to insert exists, or the header changed since it was read: nothing of the transaction applied."""
+
 
 _INT32 = 2**31
 _FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 _STATUS_LINE = re.compile(rb"^HTTP/1\.1 (\d{3})", re.MULTILINE)
+_ETAG_LINE = re.compile(rb"^ETag: ([^\r\n]+)", re.MULTILINE | re.IGNORECASE)
+_CONFLICTS = frozenset({404, 409, 412})
+_SDK_CONFLICTS = frozenset({"EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound"})
+HEADER = "~h"
+AGGREGATE_PREFIX = "~a|"
 _MAX_REQUEST_ID = 512
 _INT_FIELDS = tuple(field.name for field in dataclasses.fields(UsageRecord) if field.type in ("int", int))
 _FIELDS = tuple(field.name for field in dataclasses.fields(UsageRecord))
@@ -55,6 +79,20 @@ def utc(at: datetime) -> datetime:
 def partition_key(at: datetime, shard: str) -> str:
     at = utc(at)  # formatted by hand: strftime costs several times more on the hot path
     return f"{at.year:04d}{at.month:02d}{at.day:02d}{at.hour:02d}-{shard}"
+
+
+# Every raw record row, none of the aggregate rows ("~..." sorts after every raw RowKey).
+RAW_ROWS = "RowKey lt '~'"
+
+
+def hour_partition(hour: datetime, shard: str) -> str:
+    return f"{hour_key(hour)}-{shard}"
+
+
+def split_partition(partition: str) -> tuple[str, str]:
+    """(hour key, shard) of a usage PartitionKey."""
+    hour, _, shard = partition.partition("-")
+    return hour, shard
 
 
 def row_key(record: UsageRecord) -> str:
@@ -97,24 +135,48 @@ class UsageStore:
         self.client = client
         self._use_sdk = use_sdk
         # The journal is the retry mechanism: fail fast instead of the SDK's minutes of backoff.
-        self._call_options: dict[str, Any] = {
+        self.call_options: dict[str, Any] = {
             "retry_total": 1,
             "connection_timeout": timeout_seconds,
             "read_timeout": timeout_seconds,
         }
 
     async def commit(self, entities: Sequence[Entity]) -> None:
-        """One transaction; raises StorageUnavailable unless every operation committed."""
+        """Upsert raw rows as one transaction (no aggregates: tests and tools that need bare rows)."""
+        await self.apply([Op("replace", entity) for entity in entities])
+
+    async def apply(self, ops: Sequence[Op]) -> str:
+        """One transaction; the ETag of its last row. TransactionConflict when a precondition failed,
+        StorageUnavailable unless every operation committed."""
         with storage_errors():
             if self._use_sdk:
-                operations = [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in entities]
-                await self.client.submit_transaction(operations, **self._call_options)
-            else:
-                await self._send_batch(entities)
+                return await self._submit_with_sdk(ops)
+            return await self._send_batch(ops)
 
-    async def _send_batch(self, entities: Sequence[Entity]) -> None:
+    async def _submit_with_sdk(self, ops: Sequence[Op]) -> str:
+        operations: list[Any] = []
+        for op in ops:
+            entity = op.entity
+            if op.kind == "insert":
+                operations.append(("create", entity))
+            elif op.kind == "replace":
+                operations.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+            else:
+                match = MatchConditions.IfNotModified
+                options = {"mode": UpdateMode.REPLACE, "etag": op.etag, "match_condition": match}
+                operations.append(("update", entity, options))
+        try:
+            results = await self.client.submit_transaction(operations, **self.call_options)
+        except TableTransactionError as error:
+            code = getattr(error, "error_code", None)
+            if code in _SDK_CONFLICTS:
+                raise TransactionConflict(str(code)) from error
+            raise
+        return str(results[-1]["etag"])
+
+    async def _send_batch(self, ops: Sequence[Op]) -> str:
         base = f"{self.client.scheme}://{self.client._primary_hostname}"
-        boundary, body = _batch_body(base, self.client.table_name, entities)
+        boundary, body = _batch_body(base, self.client.table_name, ops)
         request = HttpRequest(
             "POST",
             f"{base}/$batch",
@@ -128,28 +190,39 @@ class UsageStore:
             content=body,
         )
         # The SDK's own $batch path (TableClient._batch_send) sends through this same pipeline.
-        response = await self.client._client.send_request(request, stream=True, **self._call_options)
+        response = await self.client._client.send_request(request, stream=True, **self.call_options)
         payload = await response.read()
         statuses = [int(s) for s in _STATUS_LINE.findall(payload)]
-        if response.status_code != 202 or len(statuses) != len(entities) or any(s >= 300 for s in statuses):
+        if response.status_code == 202 and len(statuses) == 1 and len(ops) > 1 and statuses[0] in _CONFLICTS:
+            raise TransactionConflict(f"HTTP {statuses[0]}")  # a failed changeset answers with its failing part only
+        if response.status_code != 202 or len(statuses) != len(ops) or any(s >= 300 for s in statuses):
+            if len(ops) == 1 and statuses and statuses[0] in _CONFLICTS:
+                raise TransactionConflict(f"HTTP {statuses[0]}")
             raise StorageUnavailable(
                 f"Usage transaction rejected (HTTP {response.status_code}, parts {sorted(set(statuses))})."
             )
+        etags = _ETAG_LINE.findall(payload)
+        return etags[-1].decode().strip() if etags else ""
 
 
-def _batch_body(base: str, table: str, entities: Sequence[Entity]) -> tuple[str, bytes]:
+def _batch_body(base: str, table: str, ops: Sequence[Op]) -> tuple[str, bytes]:
     batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
     parts = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
     partition, quoted_partition = None, ""
-    for index, entity in enumerate(entities):
+    for index, op in enumerate(ops):
+        entity = op.entity
         if entity["PartitionKey"] != partition:  # one partition per transaction: quoted once
             partition = entity["PartitionKey"]
             quoted_partition = _key(partition)
+        if op.kind == "insert":
+            line = f"POST {base}/{table} HTTP/1.1\r\n"
+        else:
+            row = f"(PartitionKey='{quoted_partition}',RowKey='{_key(entity['RowKey'])}')"
+            line = f"PUT {base}/{table}{row} HTTP/1.1\r\n"
+        condition = f"If-Match: {op.etag}\r\n" if op.kind == "update" else ""
         parts.append(
             f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-            f"Content-ID: {index}\r\n\r\n"
-            f"PUT {base}/{table}(PartitionKey='{quoted_partition}',"
-            f"RowKey='{_key(entity['RowKey'])}') HTTP/1.1\r\n"
+            f"Content-ID: {index}\r\n\r\n{line}{condition}"
             "Content-Type: application/json\r\nAccept: application/json;odata=nometadata\r\n"
             f"Prefer: return-no-content\r\nDataServiceVersion: 3.0\r\n\r\n{_json(entity)}\r\n"
         )
@@ -165,5 +238,15 @@ def _key(value: str) -> str:
 
 def _json(entity: Entity) -> str:
     # orjson writes datetimes as RFC 3339 (UTC as "Z", naive ones taken as UTC); Edm.DateTime says so.
-    types = {f"{name}@odata.type": "Edm.DateTime" for name, value in entity.items() if isinstance(value, datetime)}
-    return orjson.dumps({**entity, **types} if types else entity, option=_DATETIME_OPTIONS).decode()
+    # Int64 goes as a string with its type, as the OData JSON format wants.
+    types: dict[str, str] = {}
+    values = entity
+    for name, value in entity.items():
+        if isinstance(value, datetime):
+            types[f"{name}@odata.type"] = "Edm.DateTime"
+        elif isinstance(value, EntityProperty):
+            if values is entity:
+                values = dict(entity)
+            values[name] = str(value.value)
+            types[f"{name}@odata.type"] = EdmType(value.edm_type).value
+    return orjson.dumps({**values, **types} if types else values, option=_DATETIME_OPTIONS).decode()

@@ -41,17 +41,18 @@ from azure.data.tables.aio import TableClient
 from core.errors import StorageUnavailable
 from core.settings import Settings
 from core.tables import Tables
+from usage.committer import TRANSACTION_MAX, AggregatingCommitter
+from usage.copy import AggregateCopy
 from usage.journal import Orphan, UsageJournal, default_dir, journal_key, orphan_paths, try_adopt
 from usage.records import UsageRecord
 from usage.shutdown import drain_on_signals
-from usage.store import UsageStore, batches, partition_key, to_entity, validate
+from usage.store import UsageStore, partition_key, validate
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class UsageStats:
-    transactions: int = 0
     committed: int = 0
     spilled: int = 0
     replayed: int = 0
@@ -68,7 +69,8 @@ class UsageWriter:
 
     client: the usage TableClient (default tables.table("usage")); timeout_seconds: per transaction
     attempt (connect and read), after which the batch is journaled; max_in_flight: concurrent
-    transactions; use_sdk: encode transactions with TableClient.submit_transaction (slower).
+    transactions; use_sdk: encode transactions with TableClient.submit_transaction (slower);
+    copy_interval_seconds: how often committed aggregates are copied to `usageagg` (usage.copy).
     """
 
     def __init__(
@@ -81,15 +83,24 @@ class UsageWriter:
         max_in_flight: int = 4,
         timeout_seconds: float = 5.0,
         use_sdk: bool = False,
+        copy_interval_seconds: float = 1.0,
     ) -> None:
         self._sync = settings.usage_durability == "sync"
-        self._batch_max = settings.usage_batch_max
+        # A transaction also carries the header and an aggregate row per group: at most 98 records.
+        self._batch_max = min(settings.usage_batch_max, TRANSACTION_MAX - 2)
         self._interval = settings.usage_flush_interval_ms / 1000
         self._replay_interval = replay_interval_seconds
-        self._store = UsageStore(client or tables.table("usage"), timeout_seconds=timeout_seconds, use_sdk=use_sdk)
+        store = UsageStore(client or tables.table("usage"), timeout_seconds=timeout_seconds, use_sdk=use_sdk)
         base = Path(settings.usage_journal_dir) if settings.usage_journal_dir else default_dir()
-        self._dir = base / journal_key(self._store.client.url, self._store.client.table_name)
+        self._dir = base / journal_key(store.client.url, store.client.table_name)
         self.shard, self._journal = _open_journal(self._dir)
+        self.copy = AggregateCopy(tables)
+        self._committer = AggregatingCommitter(
+            store, own_shard=self.shard, batch_max=self._batch_max, register=self.copy.register,
+            committed=self.copy.committed,
+        )
+        self._copy_interval = copy_interval_seconds
+        self._next_copy = 0.0
         self._pending: dict[str, list[_Pending]] = {}
         self._count = 0
         self._oldest = 0.0
@@ -106,6 +117,10 @@ class UsageWriter:
         self._closed = False
         self._storage_ok = True
         self.stats = UsageStats()
+
+    @property
+    def transactions(self) -> int:
+        return self._committer.transactions
 
     @property
     def journal_path(self) -> Path:
@@ -135,6 +150,7 @@ class UsageWriter:
         finally:
             self._flushing -= 1
         await self._replay()
+        await self._copy_aggregates()
 
     async def close(self) -> None:
         if self._closed:
@@ -187,6 +203,9 @@ class UsageWriter:
                 self._next_replay = now + self._replay_interval
                 if not self._replay_lock.locked():
                     self._track(self._replay())
+            if now >= self._next_copy and self.copy.behind:
+                self._next_copy = now + self._copy_interval
+                self._track(self._copy_aggregates())
             if self._due(now):
                 return True
             if self._closing and not self._count:
@@ -241,23 +260,29 @@ class UsageWriter:
         return None
 
     async def _write(self, records: list[UsageRecord], shard: str) -> bool:
-        """Commit records (one transaction per partition and batch_max); False at the first failure."""
-        for batch in batches((to_entity(record, shard) for record in records), self._batch_max):
-            try:
-                await self._store.commit(batch)
-            except StorageUnavailable as error:
-                if self._storage_ok:  # once per outage, not once per batch
-                    log.warning("Usage records go to the journal until Table Storage is back: %s", error)
-                self._storage_ok = False
-                return False
-            except Exception:
-                log.exception("Usage transaction of %d records failed.", len(batch))
-                return False
-            self.stats.transactions += 1
-            if not self._storage_ok:
-                log.info("Table Storage is back; usage records go to the table again.")
-            self._storage_ok = True
+        """Commit records with their aggregates (usage.committer); False if any may not have committed."""
+        try:
+            await self._committer.write(records, shard)
+        except StorageUnavailable as error:
+            if self._storage_ok:  # once per outage, not once per batch
+                log.warning("Usage records go to the journal until Table Storage is back: %s", error)
+            self._storage_ok = False
+            return False
+        except Exception:
+            log.exception("Usage transaction of %d records failed.", len(records))
+            return False
+        if not self._storage_ok:
+            log.info("Table Storage is back; usage records go to the table again.")
+        self._storage_ok = True
         return True
+
+    async def _copy_aggregates(self) -> None:
+        try:
+            await self.copy.flush()
+        except StorageUnavailable as error:
+            log.info("Usage aggregates are copied once Table Storage is back: %s", error)
+        except Exception:
+            log.exception("Copying usage aggregates failed; the next flush tries again.")
 
     # --- journal replay -------------------------------------------------------------------------
 

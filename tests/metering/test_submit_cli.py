@@ -13,7 +13,7 @@ import pytest
 
 from core.hours import HOUR, floor_hour
 from core.settings import Settings
-from core.tables import Tables, table_name
+from core.tables import Tables
 from localdev.standin import RunningStandin, start_in_thread
 from localdev.standin.metering import MeteringStandin, metering_of
 from metering.__main__ import main
@@ -26,6 +26,7 @@ from tests.metering.submit_support import (
     prepare_tables,
     write_usage,
 )
+from tests.usage.support import create_usage_tables
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def environment(
 
 @pytest.fixture
 async def customer(tables: Tables, make_settings: Callable[..., Settings], metering: MeteringStandin) -> Customer:
-    await tables.service.create_table_if_not_exists(table_name(make_settings(), "usage"))
+    await create_usage_tables(tables, make_settings())
     customer = await add_customer(tables)
     metering.register_resource(customer.resource_id, customer.plan_id, [DIMENSION])
     last_hour = floor_hour(datetime.now(UTC)) - HOUR

@@ -19,6 +19,7 @@ from keystore.repository import KeyRepository
 from keystore.teams import Team, TeamStore
 from localdev import azurite
 from localdev.stack import HOST, LocalStack, Ports
+from usage.store import RAW_ROWS
 
 pytestmark = pytest.mark.e2e
 
@@ -69,7 +70,7 @@ def stop_azurite_keeping_data(stack: LocalStack) -> None:
 async def usage_count(stack: LocalStack, key_id: str) -> int:
     tables = Tables(stack.settings())
     try:
-        return len([e async for e in tables.table("usage").query_entities(f"key_id eq '{key_id}'")])
+        return len([e async for e in tables.table("usage").query_entities(f"{RAW_ROWS} and key_id eq '{key_id}'")])
     finally:
         await tables.close()
 

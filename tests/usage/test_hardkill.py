@@ -23,6 +23,7 @@ from typing import Any
 from core.settings import Settings
 from core.tables import Tables, table_name
 from usage.records import UsageRecord
+from usage.store import RAW_ROWS
 from usage.writer import UsageWriter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -93,7 +94,8 @@ def spawn(*args: str) -> subprocess.Popen[bytes]:
 async def usage_table(connection_string: str, prefix: str) -> Tables:
     settings = child_settings(connection_string, prefix, "", "async")
     tables = Tables(settings)
-    await tables.service.create_table_if_not_exists(table_name(settings, "usage"))
+    for logical in ("usage", "usageagg"):
+        await tables.service.create_table_if_not_exists(table_name(settings, logical))
     return tables
 
 
@@ -108,7 +110,7 @@ async def kill_once(connection_string: str, tmp_path: Path, durability: str, rat
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         acknowledged = {int(line) for line in process.stdout.read().split()}
-        in_table = {int(row["request_id"][4:]) async for row in tables.table("usage").list_entities()}
+        in_table = {int(row["request_id"][4:]) async for row in tables.table("usage").query_entities(RAW_ROWS)}
     finally:
         if process.poll() is None:
             process.kill()
@@ -148,7 +150,7 @@ async def test_sigterm_drains_pending_records_then_exits(azurite_connection_stri
         assert process.stdout.readline().strip() == b"ready"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == -signal.SIGTERM  # drained, then the default action
-        stored = [row async for row in tables.table("usage").list_entities(select=["RowKey"])]
+        stored = [row async for row in tables.table("usage").query_entities(RAW_ROWS, select=["RowKey"])]
         assert len(stored) == 250
     finally:
         if process.poll() is None:

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
-from core.tables import Tables, table_name
+from core.tables import Tables
 from localdev import azurite
+from tests.usage.support import assert_consistent, create_usage_tables
 from usage.records import UsageRecord
-from usage.store import row_key
+from usage.store import RAW_ROWS, row_key
 from usage.writer import UsageWriter
 
 
@@ -110,7 +111,7 @@ async def test_storage_outage_loses_and_duplicates_nothing(
         usage_flush_interval_ms=20,
     )
     tables = Tables(settings)
-    await tables.service.create_table_if_not_exists(table_name(settings, "usage"))
+    await create_usage_tables(tables, settings)
     writer = UsageWriter(tables=tables, settings=settings, replay_interval_seconds=0.2, timeout_seconds=1)
     load = Load(writer)
     try:
@@ -127,11 +128,12 @@ async def test_storage_outage_loses_and_duplicates_nothing(
         await writer.close()
         assert 0 < before_outage < during_outage < len(load.acknowledged)
 
-        stored = [row async for row in tables.table("usage").list_entities(select=["RowKey"])]
+        stored = [row async for row in tables.table("usage").query_entities(RAW_ROWS, select=["RowKey"])]
         assert len(stored) == len(load.acknowledged)
         assert {row["RowKey"] for row in stored} == {row_key(record) for record in load.acknowledged}
         assert writer.stats.spilled > 50
         assert not writer.journal_path.exists()
+        assert await assert_consistent(tables) == len(load.acknowledged)  # the replay landed the aggregates too
     finally:
         await tables.close()
 
