@@ -13,6 +13,7 @@ from core.tables import Tables
 from keystore.repository import KeyRepository
 from limits.plans import PlanCatalog
 from provisioning.audit import AuditLog
+from usage.retention import RetentionPolicy
 
 
 def build_admin_service(
@@ -33,5 +34,5 @@ def build_admin_service(
         auth=AdminAuthenticator.from_settings(settings, admin, http=http),
         tables=tables, keys=keys, audit=audit, plans=plans,
         rotation_grace_hours=admin.rotation_grace_hours, max_body_bytes=settings.max_body_bytes,
-        deployments=deployments,
+        deployments=deployments, usage_retention=RetentionPolicy.from_settings(settings),
     )

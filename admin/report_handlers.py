@@ -18,8 +18,10 @@ from admin.reports import AdminReports, LedgerQuery, ledger_view
 from admin.service import AdminService
 from admin.usage_report import FILTERS, GRANULARITIES, GROUPS, UsageQuery, usage_cells, usage_view
 from core.errors import InvalidRequest
+from core.hours import ceil_hour, floor_hour
 from core.http import Handler, endpoint
 from metering.ledger import Status
+from usage.retention import RetentionPolicy
 
 DEFAULT_SPAN = timedelta(days=7)
 MAX_DAYS = {"day": 93, "hour": 14}
@@ -77,10 +79,16 @@ def _exact(params: Params, name: str) -> str | None:
     return value
 
 
-def usage_query(params: Params, now: datetime) -> UsageQuery:
-    granularity = _choice(params, "granularity", tuple(GRANULARITIES), "day")
+def usage_query(params: Params, now: datetime, retention: RetentionPolicy) -> UsageQuery:
+    """Whole UTC hours: a bound inside an hour takes in the whole hour (usage is aggregated per hour)."""
+    granularity = _choice(params, "granularity", GRANULARITIES, "day")
     assert granularity is not None
-    start, end = time_range(params, now, max_days=MAX_DAYS[granularity])
+    start, end = time_range(params, ceil_hour(now), max_days=MAX_DAYS[granularity])
+    start, end = floor_hour(start), ceil_hour(end)
+    if start < retention.aggregate_cutoff(now):
+        raise InvalidRequest(
+            f"Usage is kept for {retention.aggregate_days} days; 'from' reaches before that.", param="from"
+        )
     filters = {name: value for name in FILTERS if (value := _exact(params, name)) is not None}
     return UsageQuery(start=start, end=end, granularity=granularity, group_by=_group_by(params), filters=filters)
 
@@ -102,7 +110,7 @@ def _reports(service: AdminService) -> AdminReports:
 @endpoint
 async def admin_usage_report(req: Request) -> Response:
     service, _ = await _operator(req)
-    query = usage_query(req.query_params, service.now())
+    query = usage_query(req.query_params, service.now(), service.usage_retention)
     output = _choice(req.query_params, "format", ("json", "csv"), "json")
     report = await _reports(service).usage(query)
     if output == "csv":

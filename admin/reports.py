@@ -11,9 +11,9 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from admin import validation as v
 from admin.team_store import decode_token, encode_token
-from admin.usage_report import UsageQuery, UsageReport, ceil_hour, read_usage
+from admin.usage_report import UsageQuery, UsageReport, read_usage
 from core.errors import InvalidRequest
-from core.hours import hour_key
+from core.hours import ceil_hour, hour_key
 from core.tables import Tables, rows_of, storage_errors, table_key
 from limits.plans import PlanCatalog
 from metering.ledger import Entry, Status, entry_from

@@ -23,6 +23,7 @@ from keystore.repository import KeyRepository
 from keystore.teams import Team
 from limits.plans import PlanCatalog
 from provisioning.audit import AuditEvent, AuditLog
+from usage.retention import RetentionPolicy
 
 logger = logging.getLogger("liutong.admin")
 
@@ -66,6 +67,7 @@ class AdminService:
         max_body_bytes: int = 16 * 1024,
         now: Callable[[], datetime] = utc_now,
         deployments: AdminDeployments | None = None,
+        usage_retention: RetentionPolicy | None = None,
     ) -> None:
         self.auth = auth
         self.tables = tables
@@ -74,6 +76,7 @@ class AdminService:
         self.audit = audit
         self.plans = plans
         self.rotation_grace_hours = rotation_grace_hours
+        self.usage_retention = usage_retention or RetentionPolicy()
         self.max_body_bytes = max_body_bytes
         self.now = now
         self.deployments = deployments

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Relative config paths are relative to the app's root (the Functions host's cwd may differ).
@@ -75,8 +75,9 @@ class Settings(BaseSettings):
     usage_journal_dir: str = ""
     usage_batch_max: int = Field(default=100, gt=0, le=100)
     usage_flush_interval_ms: int = Field(default=50, gt=0)
-    # The hourly usage roll-up recounts this many recent hours every run (late records); like metering's 6.
-    usage_rollup_recount_hours: int = Field(default=6, ge=1, le=168)
+    # Raw per-request rows are deleted after this many days, hourly aggregates after the second (>= the first).
+    usage_raw_retention_days: int = Field(default=90, ge=2, le=3650)
+    usage_aggregate_retention_days: int = Field(default=400, ge=2, le=3650)
 
     # Marketplace Metering Service.
     metering_endpoint: str = "https://marketplaceapi.microsoft.com"
@@ -100,6 +101,12 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.startswith(_UNRESOLVED_KEY_VAULT_REFERENCE):
             raise ValueError("a Key Vault reference was not resolved by the platform")
         return value
+
+    @model_validator(mode="after")
+    def _aggregates_outlive_raw_usage(self) -> Settings:
+        if self.usage_aggregate_retention_days < self.usage_raw_retention_days:
+            raise ValueError("usage_aggregate_retention_days must be at least usage_raw_retention_days")
+        return self
 
     @field_validator("upstreams_file", "plans_file")
     @classmethod

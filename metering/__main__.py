@@ -1,11 +1,9 @@
 """The hourly timer's jobs, by hand:
 
   python -m metering submit [--hour YYYY-MM-DDTHH] [--dry-run]        Marketplace metering
-  python -m metering rollup-usage [--hour YYYY-MM-DDTHH] [--since YYYY-MM-DDTHH]
-                                                                      the usage roll-up the admin report reads
 
 Settings come from the environment (`LIUTONG_*`) exactly as for the service.
-Exit codes: 0 everything due was accepted (or nothing was due; rollup-usage: the hours were rolled up);
+Exit codes: 0 everything due was accepted (or nothing was due);
 1 the Marketplace refused events for good, or usage cannot be billed (see the output); 2 bad arguments or
 settings; 3 some events failed transiently and are retried on the next run; 4 storage unreachable.
 """
@@ -26,7 +24,6 @@ from core.errors import StorageUnavailable
 from core.settings import Settings
 from metering.submit import RunReport, submit_due
 from metering.submit_runtime import metering_deps
-from metering.usage_rollup import run_usage_rollup
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 4
@@ -48,16 +45,6 @@ def parser() -> argparse.ArgumentParser:
         help="last hour to close, UTC (default: the last completed hour); open events are sent regardless",
     )
     submit.add_argument("--dry-run", action="store_true", help="print the events it would send; send and write nothing")
-    rollup = commands.add_parser("rollup-usage", help="recount completed hours of usage into the hourly roll-up")
-    rollup.add_argument(
-        "--hour", type=_hour, default=None,
-        help="last hour to roll up, UTC (default: the last completed hour); the recount window before it is "
-        "recounted too",
-    )
-    rollup.add_argument(
-        "--since", type=_hour, default=None,
-        help="first hour to roll up, UTC, for a backfill (default: the first hour not final yet)",
-    )
     return root
 
 
@@ -70,10 +57,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.command == "rollup-usage":
-            rolled = asyncio.run(run_usage_rollup(Settings(), hour=args.hour, since=args.since))
-            print(json.dumps(rolled.summary()))
-            return 0
         report = asyncio.run(run_submit(Settings(), hour=args.hour, dry_run=args.dry_run))
     except (ValidationError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

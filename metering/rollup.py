@@ -22,23 +22,17 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
-from azure.data.tables.aio import TableClient
 
-from core.hours import hour_key, parse_hour_key
+from core.hours import HOUR, hour_key, parse_hour_key
 from core.tables import Tables, int64, int_value, rows_of, storage_errors, table_key
 from limits.plans import PlanCatalog
+from usage.groups import COUNTERS, GROUP_COLUMNS
+from usage.reader import read_aggregates
 
 QUANTITY_PLACES = 6
+PLAN_TOKENS = COUNTERS.index("plan_tokens")
+_DEPLOYMENT, _PLAN = GROUP_COLUMNS.index("deployment_id"), GROUP_COLUMNS.index("plan_id")
 _WATERMARK = ("~rollup", "watermark")
-
-
-# Raw usage partitions are "{YYYYMMDDHH}-{shard}" (usage.store); "." sorts right after "-".
-USAGE_HOURS_QUERY = "PartitionKey ge @lo and PartitionKey lt @hi"
-
-
-def usage_hours_params(first: datetime, last: datetime) -> dict[str, Any]:
-    """USAGE_HOURS_QUERY's bounds: every writer shard of the hours first..last, both included."""
-    return {"lo": f"{hour_key(first)}-", "hi": f"{hour_key(last)}."}
 
 
 # -- overage arithmetic ---------------------------------------------------------------------------
@@ -78,24 +72,25 @@ class HourTotal:
 
 
 async def count_hours(
-    usage: TableClient, first: datetime, last: datetime, catalog: PlanCatalog, *, deployment_id: str | None = None
+    tables: Tables, first: datetime, last: datetime, catalog: PlanCatalog, *, deployment_id: str | None = None,
+    repair: bool = True,
 ) -> list[HourTotal]:
-    """Sum `plan_tokens` per UTC hour, deployment and billable plan over [first, last], all writer shards."""
-    query, params = USAGE_HOURS_QUERY, usage_hours_params(first, last)
-    if deployment_id is not None:
-        query += " and deployment_id eq @dep"
-        params["dep"] = deployment_id
-    sums: dict[tuple[str, str, str], int] = defaultdict(int)
-    select = ["PartitionKey", "deployment_id", "plan_id", "plan_tokens"]
-    async for row in rows_of(usage, query, params, select):
-        if row.get("deployment_id") and row.get("plan_id"):
-            hour = row["PartitionKey"].split("-", 1)[0]
-            sums[(hour, row["deployment_id"], row["plan_id"])] += int_value(row.get("plan_tokens"))
-    return [
-        HourTotal(dep, plan_id, plan.dimension, parse_hour_key(hour), tokens)
-        for (hour, dep, plan_id), tokens in sorted(sums.items())
-        if (plan := catalog.get(plan_id)) is not None and plan.overage == "bill" and plan.dimension
-    ]
+    """`plan_tokens` per UTC hour, deployment and billable plan over [first, last], all writer shards, from the
+    usage aggregates (usage.reader: cost grows with hours x shards x groups, not with requests)."""
+    aggregates, _ = await read_aggregates(tables, first, last + HOUR, repair=repair)
+    sums: dict[tuple[datetime, str, str], int] = defaultdict(int)
+    for row in aggregates:
+        dep, plan_id = row.group[_DEPLOYMENT], row.group[_PLAN]
+        if dep and plan_id and (deployment_id is None or dep == deployment_id):
+            sums[(row.hour, dep, plan_id)] += row.counters[PLAN_TOKENS]
+    return sorted(
+        (
+            HourTotal(dep, plan_id, plan.dimension, hour, tokens)
+            for (hour, dep, plan_id), tokens in sums.items()
+            if (plan := catalog.get(plan_id)) is not None and plan.overage == "bill" and plan.dimension
+        ),
+        key=lambda total: (total.hour, total.deployment_id, total.plan_id),
+    )
 
 
 # -- the hourly totals table ----------------------------------------------------------------------

@@ -106,7 +106,7 @@ async def _recount(
     first = last - (deps.recount_hours - 1) * HOUR
     # First run: the month so far, so that included tokens are counted; afterwards catch up from the watermark.
     first = min(first, _month_start(earliest_sendable(now)) if watermark is None else watermark + HOUR)
-    fresh = await count_hours(deps.tables.table("usage"), first, last, deps.plans, deployment_id=only)
+    fresh = await count_hours(deps.tables, first, last, deps.plans, deployment_id=only, repair=not dry_run)
     if not dry_run:
         for total in fresh:
             await totals.raise_to(total, now=now)

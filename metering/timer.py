@@ -1,6 +1,6 @@
-"""The hourly timer (`0 5 * * * *`): the usage roll-up, then Marketplace metering, each built from settings.
+"""The hourly timer (`0 5 * * * *`): Marketplace metering, each job built from settings.
 
-The two jobs are independent: a failure of one is logged and the other still runs; the invocation then
+The jobs are independent: a failure of one is logged and the others still run; the invocation then
 fails with the first error so the host records it.
 """
 
@@ -13,7 +13,6 @@ from core.errors import StorageUnavailable
 from core.settings import Settings, get_settings
 from metering.submit import RunReport, submit_due
 from metering.submit_runtime import metering_deps
-from metering.usage_rollup import run_usage_rollup
 
 SCHEDULE = "0 5 * * * *"
 
@@ -22,11 +21,10 @@ log = logging.getLogger("metering.timer")
 
 async def submit_metering(timer: func.TimerRequest) -> None:
     if timer.past_due:
-        # Nothing is lost: both jobs catch up on the hours they have not finished.
+        # Nothing is lost: the jobs catch up on the hours they have not finished.
         log.warning("metering timer is past due; this run catches up")
     settings = get_settings()
     jobs: dict[str, Callable[[], Awaitable[object]]] = {
-        "usage roll-up": lambda: run_usage_rollup(settings),
         "metering": lambda: run_metering(settings),
     }
     failures = [error for name, job in jobs.items() if (error := await _attempt(name, job)) is not None]

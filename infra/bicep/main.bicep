@@ -120,7 +120,7 @@ var serviceTables = [
   'deployments'
   'audit'
   'teams'
-  'usagehours'
+  'usageagg'
 ]
 
 module identity 'modules/identity.bicep' = {
@@ -215,7 +215,8 @@ var tunableSettings = {
   LIUTONG_USAGE_JOURNAL_DIR: ''
   LIUTONG_USAGE_BATCH_MAX: '100'
   LIUTONG_USAGE_FLUSH_INTERVAL_MS: '50'
-  LIUTONG_USAGE_ROLLUP_RECOUNT_HOURS: '6'
+  LIUTONG_USAGE_RAW_RETENTION_DAYS: '90'
+  LIUTONG_USAGE_AGGREGATE_RETENTION_DAYS: '400'
   LIUTONG_METERING_ENDPOINT: 'https://marketplaceapi.microsoft.com'
   LIUTONG_METERING_CREDENTIAL: 'managed_identity'
   LIUTONG_MAX_BODY_BYTES: '65536'

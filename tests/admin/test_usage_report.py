@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from core.hours import ceil_hour, floor_hour
 from core.tables import Tables
 from tests.admin.conftest import Clock, assert_invalid_request, auth_header
 from tests.admin.test_auth import BAD_CREDENTIALS
@@ -61,14 +62,15 @@ async def test_default_is_the_last_seven_days_by_plan_and_model(
     response = await client.get(URL, headers=H)
     assert response.status_code == 200, response.text
     body = response.json()
-    start = NOW - timedelta(days=7)
+    end = ceil_hour(NOW)  # the 168 whole hours up to the end of the current one
+    start = end - timedelta(days=7)
     assert {k: body[k] for k in ("object", "from", "to", "granularity", "group_by")} == {
-        "object": "list", "from": start.isoformat(), "to": NOW.isoformat(), "granularity": "day",
+        "object": "list", "from": start.isoformat(), "to": end.isoformat(), "granularity": "day",
         "group_by": ["plan", "model"],
     }
-    want = expected(records, start, NOW)
+    want = expected(records, start, end)
     assert body["data"] == want and body["totals"] == totals(want)
-    assert body["totals"]["requests"] == sum(1 for r in records if start <= r.at < NOW)
+    assert body["totals"]["requests"] == sum(1 for r in records if start <= r.at < end)
     assert set(body["data"][0]) == {"period", "plan_id", "model_alias", *COUNTERS}  # metadata only
 
 
@@ -91,6 +93,7 @@ CASES: list[tuple[dict[str, str], dict[str, Any]]] = [
     "bounds",
     [
         (datetime(2026, 11, 13, tzinfo=UTC), datetime(2026, 11, 23, tzinfo=UTC)),  # aligned: every record
+        # Inside hours: widened to the whole hours around them.
         (datetime(2026, 11, 15, 5, 17, 3, tzinfo=UTC), datetime(2026, 11, 21, 13, 0, 1, tzinfo=UTC)),
     ],
 )
@@ -103,8 +106,9 @@ async def test_sums_match_the_records(
         end = min(end, start + timedelta(days=14))
     query = {**params, "from": start.isoformat(), "to": end.isoformat()}
     body = (await client.get(URL, params=query, headers=H)).json()
-    want = expected(records, start, end, **reference)
+    want = expected(records, floor_hour(start), ceil_hour(end), **reference)
     assert bool(want) == (params.get("team") != "no-such-team")
+    assert (body["from"], body["to"]) == (floor_hour(start).isoformat(), ceil_hour(end).isoformat())
     assert body["data"] == want and body["totals"] == totals(want)
     assert body["group_by"] == list(reference.get("group_by", ("plan", "model")))
 
@@ -141,7 +145,7 @@ async def test_csv_matches_json_and_guards_formulas(client: httpx.AsyncClient, r
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
     assert response.headers["content-disposition"] == (
-        'attachment; filename="liutong-usage-20261114T000000Z-20261122T103000Z.csv"'
+        'attachment; filename="liutong-usage-20261114T000000Z-20261122T110000Z.csv"'
     )
     table = list(csv.reader(io.StringIO(response.text)))
     header, rows = table[0], table[1:]
@@ -159,25 +163,25 @@ async def test_csv_matches_json_and_guards_formulas(client: httpx.AsyncClient, r
     assert set(guarded) <= teams_seen  # every dangerous first character was exercised
 
 
-async def test_scans_only_the_range_and_the_needed_columns(
+async def test_reads_aggregates_only_never_raw_rows(
     client: httpx.AsyncClient, tables: Tables, records: list[UsageRecord], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    usage = tables.table("usage")
-    calls: list[tuple[str, dict[str, Any], Any]] = []
-    original = usage.query_entities
+    """One query of the aggregate copy for the range; of the usage table, only point reads of its headers."""
+    calls: dict[str, list[tuple[str, dict[str, Any]]]] = {"usage": [], "usageagg": []}
+    for name, table in (("usage", tables.table("usage")), ("usageagg", tables.table("usageagg"))):
+        original = table.query_entities
 
-    def spy(query_filter: str, **kwargs: Any) -> Any:
-        calls.append((query_filter, kwargs.get("parameters", {}), kwargs.get("select")))
-        return original(query_filter, **kwargs)
+        def spy(query_filter: str, *, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+            calls[_name].append((query_filter, kwargs.get("parameters", {})))
+            return _original(query_filter, **kwargs)
 
-    monkeypatch.setattr(usage, "query_entities", spy)
+        monkeypatch.setattr(table, "query_entities", spy)
     params = {"group_by": "key", "from": "2026-11-20T00:00:00Z", "to": "2026-11-21T06:00:00Z"}
     assert (await client.get(URL, params=params, headers=H)).status_code == 200
-    [(query, parameters, select)] = calls
-    assert query.startswith("PartitionKey ge @lo and PartitionKey lt @hi")
-    assert (parameters["lo"], parameters["hi"]) == ("2026112000-", "2026112106-")
-    assert "at " not in query  # hour-aligned bounds need no record times
-    assert set(select) == {"PartitionKey", "status", "estimated", *TOKENS, "key_id"}
+    assert calls["usage"] == []
+    [(query, parameters)] = calls["usageagg"]
+    assert query == "PartitionKey ge @lo and PartitionKey lt @hi"
+    assert (parameters["lo"], parameters["hi"]) == ("2026112000", "2026112106")
 
 
 BAD_INPUT: list[tuple[dict[str, str], str]] = [
@@ -186,6 +190,7 @@ BAD_INPUT: list[tuple[dict[str, str], str]] = [
     ({"from": "2026-11-20T00:00:00+25:00"}, "from"),
     ({"from": "x" * 100}, "from"),
     ({"from": "1999-12-31"}, "from"),
+    ({"from": "2025-10-16", "to": "2025-10-18"}, "from"),  # before the 400 days aggregates are kept
     ({"from": "2026-11-20", "to": "2026-11-19"}, "to"),
     ({"from": "2026-11-20", "to": "2026-11-20"}, "to"),
     ({"from": "2026-01-01", "to": "2026-04-04T00:00:01Z"}, "from"),

@@ -11,8 +11,8 @@ from decimal import Decimal
 from core.hours import HOUR, floor_hour
 from core.tables import Tables
 from metering.ledger import Entry, Ledger, Status
+from usage.direct import write_records
 from usage.records import UsageRecord
-from usage.store import UsageStore, batches, to_entity
 
 DAY = timedelta(days=1)
 PLANS = ("starter", "standard", "prepaid")
@@ -52,10 +52,8 @@ def usage_records(now: datetime) -> list[UsageRecord]:
 
 
 async def seed_usage(tables: Tables, records: list[UsageRecord]) -> None:
-    """As the usage writer stores them: upsert transactions, one per hour partition."""
-    store = UsageStore(tables.table("usage"))
-    for batch in batches((to_entity(record, "c0ffee") for record in records), 100):
-        await store.commit(batch)
+    """As the usage writer stores them: raw rows and their aggregates, then the aggregates' copy."""
+    await write_records(tables, records, shard="c0ffee")
 
 
 async def seed_ledger(tables: Tables, now: datetime) -> None:

@@ -6,8 +6,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from core.tables import Tables
+from usage.direct import write_records
 from usage.records import UsageRecord
-from usage.store import UsageStore, batches, to_entity
 
 NOW = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
 TEAMS = ("team-a", "team-b", '=HYPERLINK("http://evil.example")', "+1", "-2", "@SUM(A1)", "o'neil and co")
@@ -38,8 +38,6 @@ def seed_records() -> list[UsageRecord]:
 
 
 async def write(tables: Tables, records: list[UsageRecord]) -> None:
-    """The writer's path: its entity layout, one writer shard per third of the records, its transactions."""
-    store = UsageStore(tables.table("usage"))
-    entities = [to_entity(r, ("a1b2c3", "d4e5f6", "0789ab")[i % 3]) for i, r in enumerate(records)]
-    for batch in batches(entities, 100):
-        await store.commit(batch)
+    """The writer's path (raw rows with their aggregates, then the copy), one writer shard per third."""
+    for index, shard in enumerate(("a1b2c3", "d4e5f6", "0789ab")):
+        await write_records(tables, records[index::3], shard=shard)

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core.credentials import AccessToken
-from azure.data.tables import EdmType, EntityProperty
 
 from core.settings import Settings
 from core.tables import Tables
@@ -21,6 +20,8 @@ from metering.submit_runtime import ensure_metering_tables
 from provisioning.deployment_store import DeploymentStore
 from provisioning.deployments import Deployment
 from provisioning.notifications import Plan as MarketplacePlan
+from usage.direct import write_records
+from usage.records import UsageRecord
 
 PAYG = "payg"
 DIMENSION = "tokens_1k"
@@ -100,31 +101,13 @@ async def write_usage(
     shard: str = "a1b2c3",
     resource_usage_id: str | None = None,
 ) -> None:
-    request_id = uuid.uuid4().hex
-    entity = {
-        "PartitionKey": f"{at:%Y%m%d%H}-{shard}",
-        "RowKey": f"{at:%M%S%f}-{request_id}",
-        "request_id": request_id,
-        "at": at,
-        "team": "team-1",
-        "key_id": "key-1",
-        "plan_id": plan_id,
-        "model_alias": "gpt",
-        "endpoint": "/v1/chat/completions",
-        "status": 200,
-        "latency_ms": 12,
-        "prompt_tokens": plan_tokens // 2,
-        "cached_tokens": 0,
-        "completion_tokens": plan_tokens - plan_tokens // 2,
-        "total_tokens": plan_tokens,
-        "plan_tokens": EntityProperty(plan_tokens, EdmType.INT32),
-        "estimated": False,
-    }
-    if deployment_id is not None:
-        entity["deployment_id"] = deployment_id
-    if resource_usage_id is not None:
-        entity["resource_usage_id"] = resource_usage_id
-    await tables.table("usage").create_entity(entity)
+    record = UsageRecord(
+        request_id=uuid.uuid4().hex, at=at, team="team-1", key_id="key-1", plan_id=plan_id, model_alias="gpt",
+        endpoint="/v1/chat/completions", status=200, latency_ms=12, prompt_tokens=plan_tokens // 2,
+        completion_tokens=plan_tokens - plan_tokens // 2, total_tokens=plan_tokens, plan_tokens=plan_tokens,
+        deployment_id=deployment_id, resource_usage_id=resource_usage_id,
+    )
+    await write_records(tables, [record], shard=shard)  # the writer's path: raw row and aggregates together
 
 
 @dataclass(frozen=True)

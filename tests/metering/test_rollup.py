@@ -71,12 +71,12 @@ async def test_count_hours_sums_plan_tokens_across_shards(
     await write_usage(tables, hour + HOUR, "dep-a", 11)  # next hour
     await write_usage(tables, hour - HOUR, "dep-a", 13)  # previous hour
 
-    totals = await count_hours(tables.table("usage"), hour, hour, CATALOG)
+    totals = await count_hours(tables, hour, hour, CATALOG)
     assert totals == [
         HourTotal("dep-a", PAYG, DIMENSION, hour, 4_000),
         HourTotal("dep-b", PAYG, DIMENSION, hour, 700),
     ]
-    ranged = await count_hours(tables.table("usage"), hour - HOUR, hour + HOUR, CATALOG, deployment_id="dep-a")
+    ranged = await count_hours(tables, hour - HOUR, hour + HOUR, CATALOG, deployment_id="dep-a")
     assert [(t.hour, t.tokens) for t in ranged] == [(hour - HOUR, 13), (hour, 4_000), (hour + HOUR, 11)]
 
 
