@@ -37,7 +37,7 @@ def sdk(stack: LocalStack, key: str) -> openai.AsyncOpenAI:
 
 async def usage_rows(stack: LocalStack, key_id: str, *, expected: int) -> list[dict[str, object]]:
     for _ in range(100):
-        rows = [r for r in (await snapshot(stack))["usage"] if r["key_id"] == key_id]
+        rows = [r for r in (await snapshot(stack))["usage"] if r.get("key_id") == key_id and "request_id" in r]
         if len(rows) >= expected:
             return rows
         await asyncio.sleep(0.05)
