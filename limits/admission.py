@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from keystore.principal import Principal
 from limits.plans import Plan
-from proxy.principal import Principal
 
 
 class Admission(Protocol):

@@ -27,11 +27,11 @@ from core.clock import utc_now
 from core.errors import LiutongError
 from core.settings import Settings
 from core.tables import Tables
+from keystore.principal import Principal
 from limits.balance import BalanceState, PrepaidBalances
 from limits.plans import Plan
 from limits.quota import MonthlyQuota, tracks_quota
 from limits.ratelimit import RateLimiter, RateTicket, rate_headers
-from proxy.principal import Principal
 
 log = logging.getLogger(__name__)
 

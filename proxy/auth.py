@@ -20,10 +20,10 @@ from core.errors import AuthenticationFailed, PermissionDenied
 from keystore.keys import hash_key, is_well_formed
 from keystore.last_used import LastUsedRecorder
 from keystore.models import KeyRecord
+from keystore.principal import Principal
 from keystore.repository import KeyRepository
 from keystore.teams import TeamStore
 from provisioning.deployment_store import DeploymentStore
-from proxy.principal import Principal
 
 MAX_ENTRIES = 50_000
 

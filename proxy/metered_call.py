@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from keystore.principal import Principal
 from limits.admission import Admission
 from limits.plans import Plan
 from proxy.accounting import Tokens, estimated, from_usage
-from proxy.principal import Principal
 from proxy.streaming import StreamEnd
 from usage.records import UsageRecord, UsageSink
 

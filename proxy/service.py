@@ -18,13 +18,13 @@ import aiohttp
 from core.clock import utc_now
 from core.errors import LiutongError, NotFound, PermissionDenied
 from core.settings import Settings
+from keystore.principal import Principal
 from limits.admission import Limiter
 from limits.plans import Plan
 from proxy.accounting import from_response
 from proxy.forwarding import UpstreamClient, read_all
 from proxy.metered_call import MeteredCall
 from proxy.payloads import estimate_tokens, parse_chat, parse_embeddings, upstream_body
-from proxy.principal import Principal
 from proxy.registry import CHAT, EMBEDDINGS, UpstreamRegistry, UpstreamTarget
 from proxy.request_ids import new_request_id
 from proxy.sse import SseUsageTap

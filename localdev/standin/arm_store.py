@@ -10,12 +10,20 @@ import copy
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from localdev.standin.identities import ManagedIdentity, stable_guid
+from localdev.standin.identities import IdentityRegistry, ManagedIdentity, stable_guid
 
-if TYPE_CHECKING:
-    from localdev.standin.state import StandinState
+
+class StandinView(Protocol):
+    """What the ARM store reads of the stand-in's state (localdev.standin.state.StandinState)."""
+
+    identities: IdentityRegistry
+
+    @property
+    def config(self) -> Any: ...
+
+    def tenant_for_subscription(self, subscription: str) -> str: ...
 
 APPLICATIONS = "Microsoft.Solutions/applications"
 USER_ASSIGNED_IDENTITIES = "Microsoft.ManagedIdentity/userAssignedIdentities"
@@ -61,7 +69,7 @@ class ResourceRef:
 
 
 class ArmStore:
-    def __init__(self, state: StandinState) -> None:
+    def __init__(self, state: StandinView) -> None:
         self._state = state
         self._lock = threading.RLock()
         self._resources: dict[str, dict[str, Any]] = {}

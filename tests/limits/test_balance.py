@@ -12,10 +12,10 @@ from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from core.errors import InsufficientQuota, StorageUnavailable
 from core.settings import Settings
 from core.tables import Tables
+from keystore.principal import Principal
 from limits.balance import PrepaidBalances
 from limits.limiter import BALANCE_TABLE, PlanLimiter
 from limits.plans import Plan
-from proxy.principal import Principal
 
 OWNER = "dep-d1"
 PLAN = Plan(plan_id="prepaid", models=("m",), mode="prepaid", rpm=1000, tpm=10**6)

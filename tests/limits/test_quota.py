@@ -13,10 +13,10 @@ from azure.core.exceptions import ServiceRequestError
 from core.errors import InsufficientQuota
 from core.settings import Settings
 from core.tables import Tables
+from keystore.principal import Principal
 from limits.limiter import QUOTA_TABLE, PlanLimiter
 from limits.plans import Plan
 from limits.quota import MonthlyQuota, month_of
-from proxy.principal import Principal
 
 ALICE = Principal(key_id="k1", key_prefix="lt-k1", key_hash="h1", team="t", plan_id="p", deployment_id="d1")
 ALICE_2ND_KEY = Principal(key_id="k2", key_prefix="lt-k2", key_hash="h2", team="t", plan_id="p", deployment_id="d1")

@@ -9,8 +9,8 @@ from typing import Any
 from azure.core.credentials import AccessToken
 
 from core.errors import AuthenticationFailed
+from keystore.principal import Principal
 from limits.plans import Plan
-from proxy.principal import Principal
 from usage.records import UsageRecord
 
 CALLER_KEY = "lt-caller-key-0123456789abcdefghijklmnopqrstuvwxyz"
