@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from azure.core.exceptions import ServiceRequestError
 
 from core.hours import ceil_hour, floor_hour
 from core.tables import Tables
@@ -222,3 +223,20 @@ async def test_refuses_bad_credentials(client: httpx.AsyncClient, output: str) -
         response = await client.get(URL, params={"format": output}, headers=headers)
         assert response.status_code == status, (label, response.text)
         assert response.json()["error"]["type"] == ("authentication_error" if status == 401 else "permission_error")
+
+
+@pytest.mark.parametrize("table", ["usageagg", "usage"])
+async def test_storage_unreachable_is_a_503_not_a_partial_answer(
+    client: httpx.AsyncClient, tables: Tables, records: list[UsageRecord], monkeypatch: pytest.MonkeyPatch,
+    table: str,
+) -> None:
+    """The copy's query, or a point read of a usage partition header, fails: no report at all."""
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise ServiceRequestError("connection refused")
+
+    monkeypatch.setattr(tables.table(table), "query_entities" if table == "usageagg" else "get_entity", down)
+    for output in ("json", "csv"):
+        response = await client.get(URL, params={"format": output}, headers=H)
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "storage_unavailable"
