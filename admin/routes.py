@@ -14,6 +14,7 @@ from admin.handlers import (
 )
 from admin.report_handlers import REPORT_ROUTES
 from admin.ui_handlers import UI_ROUTES
+from admin.verify_handlers import VERIFY_ROUTES
 from core.http import Handler
 
 ADMIN_ROUTES: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
@@ -27,4 +28,5 @@ ADMIN_ROUTES: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
     *DEPLOYMENT_ROUTES,
     *UI_ROUTES,
     *REPORT_ROUTES,
+    *VERIFY_ROUTES,
 )

@@ -1,11 +1,15 @@
 """The hourly timer's jobs, by hand:
 
   python -m metering submit [--hour YYYY-MM-DDTHH] [--dry-run]        Marketplace metering
+  python -m metering purge-usage [--dry-run]                          usage retention (one bounded run)
+  python -m metering verify --since YYYY-MM-DDTHH [--until …]         recount raw usage, compare with its aggregates
+  python -m metering backfill --since YYYY-MM-DDTHH [--until …]       aggregate usage written before aggregates
 
 Settings come from the environment (`LIUTONG_*`) exactly as for the service.
 Exit codes: 0 everything due was accepted (or nothing was due);
 1 the Marketplace refused events for good, or usage cannot be billed (see the output); 2 bad arguments or
 settings; 3 some events failed transiently and are retried on the next run; 4 storage unreachable.
+`verify` exits 1 when the aggregates differ from the recount (each difference a JSON line, then a summary).
 """
 
 from __future__ import annotations
@@ -19,14 +23,25 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from core.errors import StorageUnavailable
+from core.hours import HOUR
 from core.settings import Settings
+from metering.retention_job import run_usage_retention
 from metering.submit import RunReport, submit_due
-from metering.submit_runtime import metering_deps
+from metering.submit_runtime import metering_deps, metering_tables
+from usage.backfill import BackfillReport, backfill_usage
+from usage.verify import VerifyReport, verify_usage
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 4
+EXIT_DIFFERENCES = 1
+USAGE_COMMANDS = {
+    "verify": "recount the raw usage of whole UTC hours and print where its aggregates differ",
+    "backfill": "aggregate the raw usage of hours written before aggregates existed (idempotent)",
+}
 
 
 def _hour(text: str) -> datetime:
@@ -45,6 +60,12 @@ def parser() -> argparse.ArgumentParser:
         help="last hour to close, UTC (default: the last completed hour); open events are sent regardless",
     )
     submit.add_argument("--dry-run", action="store_true", help="print the events it would send; send and write nothing")
+    purge = commands.add_parser("purge-usage", help="delete usage older than its retention (one bounded run)")
+    purge.add_argument("--dry-run", action="store_true", help="print what it would seal and delete; write nothing")
+    for name, text in USAGE_COMMANDS.items():
+        hours = commands.add_parser(name, help=text)
+        hours.add_argument("--since", type=_hour, required=True, help="first hour, UTC")
+        hours.add_argument("--until", type=_hour, default=None, help="end hour, UTC, excluded (default: --since + 1h)")
     return root
 
 
@@ -53,9 +74,70 @@ async def run_submit(settings: Settings, *, hour: datetime | None, dry_run: bool
         return await submit_due(deps, through=hour, dry_run=dry_run)
 
 
+def purge_usage_command(*, dry_run: bool) -> int:
+    """0 also when the run stopped at its delete budget (the next one resumes); 2 bad settings; 4 storage."""
+    try:
+        report = asyncio.run(run_usage_retention(Settings(), dry_run=dry_run))
+    except (ValidationError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except StorageUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    print(json.dumps(report.summary()))
+    return 0
+
+
+def usage_hours_command(command: str, since: datetime, until: datetime | None) -> int:
+    """verify: 0 no differences, 1 differences; backfill: 0. Both: 2 bad arguments or settings; 4 storage."""
+    end = until or since + HOUR
+    if end <= since:
+        print("error: --until must be later than --since", file=sys.stderr)
+        return EXIT_USAGE
+    report: VerifyReport | BackfillReport
+    try:
+        if command == "verify":
+            report = asyncio.run(run_verify(Settings(), since, end))
+        else:
+            report = asyncio.run(run_backfill(Settings(), since, end))
+    except (ValidationError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except StorageUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if isinstance(report, VerifyReport):
+        for difference in report.differences:
+            print(json.dumps(difference.view()))
+    print(json.dumps(report.summary()))
+    return EXIT_DIFFERENCES if isinstance(report, VerifyReport) and not report.ok else 0
+
+
+async def run_verify(settings: Settings, first: datetime, end: datetime) -> VerifyReport:
+    async with metering_tables(settings) as tables:
+        return await verify_usage(tables, first, end)
+
+
+async def run_backfill(settings: Settings, first: datetime, end: datetime) -> BackfillReport:
+    console = Console(stderr=True)  # drawn on a terminal only: a pipe or a log gets the summary alone
+    columns = (TextColumn("backfill: usage partitions"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("backfill", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        async with metering_tables(settings) as tables:
+            return await backfill_usage(tables, first, end, progress=advance)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "purge-usage":
+        return purge_usage_command(dry_run=args.dry_run)
+    if args.command in USAGE_COMMANDS:
+        return usage_hours_command(args.command, args.since, args.until)
     try:
         report = asyncio.run(run_submit(Settings(), hour=args.hour, dry_run=args.dry_run))
     except (ValidationError, ValueError, OSError) as error:

@@ -1,4 +1,4 @@
-"""Builds the metering and usage roll-up jobs' collaborators from settings, for the timer and the CLI."""
+"""Builds the hourly jobs' collaborators (metering, usage tools) from settings, for the timer and the CLI."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ async def metering_deps(settings: Settings, *, dry_run: bool = False) -> AsyncIt
 
 @contextlib.asynccontextmanager
 async def metering_tables(settings: Settings) -> AsyncIterator[Tables]:
-    """The tables alone (the usage roll-up needs nothing else), created if missing; closed on exit."""
+    """The tables alone (the usage tools need nothing else), created if missing; closed on exit."""
     async with contextlib.AsyncExitStack() as stack:
         credential = service_credential(settings)
         stack.push_async_callback(credential.close)

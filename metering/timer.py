@@ -1,4 +1,4 @@
-"""The hourly timer (`0 5 * * * *`): Marketplace metering, each job built from settings.
+"""The hourly timer (`0 5 * * * *`): Marketplace metering, then usage retention, each job built from settings.
 
 The jobs are independent: a failure of one is logged and the others still run; the invocation then
 fails with the first error so the host records it.
@@ -11,6 +11,7 @@ import azure.functions as func
 
 from core.errors import StorageUnavailable
 from core.settings import Settings, get_settings
+from metering.retention_job import run_usage_retention
 from metering.submit import RunReport, submit_due
 from metering.submit_runtime import metering_deps
 
@@ -26,6 +27,7 @@ async def submit_metering(timer: func.TimerRequest) -> None:
     settings = get_settings()
     jobs: dict[str, Callable[[], Awaitable[object]]] = {
         "metering": lambda: run_metering(settings),
+        "usage retention": lambda: run_usage_retention(settings),  # after metering: it moves the watermark
     }
     failures = [error for name, job in jobs.items() if (error := await _attempt(name, job)) is not None]
     if failures:

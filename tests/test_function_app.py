@@ -36,6 +36,7 @@ EXPECTED = {
     ("api/admin/deployments/{deployment_id}/revoke", ("POST",)),
     ("api/admin/audit", ("GET",)),
     ("api/admin/usage", ("GET",)),
+    ("api/admin/usage/verify", ("GET",)),
     ("api/admin/metering/ledger", ("GET",)),
     ("api/admin/ui", ("GET",)),
     ("api/admin/ui/{asset}", ("GET",)),

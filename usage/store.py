@@ -41,7 +41,7 @@ from core.tables import storage_errors
 from usage.records import UsageRecord
 
 Entity = dict[str, Any]
-OpKind = Literal["insert", "replace", "update"]  # insert: fails if the row exists; update: if-match `etag`
+OpKind = Literal["insert", "replace", "update", "delete"]  # insert: fails if the row exists; update: if-match `etag`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +161,8 @@ class UsageStore:
                 operations.append(("create", entity))
             elif op.kind == "replace":
                 operations.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+            elif op.kind == "delete":
+                operations.append(("delete", entity))
             else:
                 match = MatchConditions.IfNotModified
                 options = {"mode": UpdateMode.REPLACE, "etag": op.etag, "match_condition": match}
@@ -172,7 +174,7 @@ class UsageStore:
             if code in _SDK_CONFLICTS:
                 raise TransactionConflict(str(code)) from error
             raise
-        return str(results[-1]["etag"])
+        return str(results[-1].get("etag") or "")  # a delete answers without one
 
     async def _send_batch(self, ops: Sequence[Op]) -> str:
         base = f"{self.client.scheme}://{self.client._primary_hostname}"
@@ -214,6 +216,14 @@ def _batch_body(base: str, table: str, ops: Sequence[Op]) -> tuple[str, bytes]:
         if entity["PartitionKey"] != partition:  # one partition per transaction: quoted once
             partition = entity["PartitionKey"]
             quoted_partition = _key(partition)
+        if op.kind == "delete":  # If-Match *: whatever version the row has; no body
+            row = f"(PartitionKey='{quoted_partition}',RowKey='{_key(entity['RowKey'])}')"
+            parts.append(
+                f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+                f"Content-ID: {index}\r\n\r\nDELETE {base}/{table}{row} HTTP/1.1\r\nIf-Match: *\r\n"
+                "Accept: application/json;odata=nometadata\r\nDataServiceVersion: 3.0\r\n\r\n"
+            )
+            continue
         if op.kind == "insert":
             line = f"POST {base}/{table} HTTP/1.1\r\n"
         else:
