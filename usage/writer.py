@@ -6,10 +6,13 @@ async (default): record() only enqueues - no I/O, no await. A background task co
 sync: record() returns once its record is durable - committed in a transaction shared with every
   record that arrived meanwhile (group commit), or fsync'd to the journal. It raises only if both fail.
 
+Each transaction carries its records' aggregates (usage/committer.py); committed aggregates are copied to
+`usageagg` every copy_interval_seconds and on flush()/close() (usage/copy.py).
+
 When a transaction fails (unreachable, timeout, rejected) its records go to the local journal
 (usage/journal.py). The journal - this writer's, and any dead writer's in the same directory - is
-replayed at start, every replay_interval_seconds and on flush()/close(), and emptied only after its
-records committed. Rows are upserts keyed by RowKey: a replay never counts a record twice.
+replayed at start, every replay_interval_seconds and on flush()/close() (usage/replay.py), and emptied
+only after its records committed. Raw rows are inserted: a replay never counts a record twice.
 
 Hard kill (SIGKILL, OOM, instance torn down) in async mode loses what is only in memory: records
 waiting for the interval plus transactions in flight. Measured with tests/usage/test_hardkill.py
@@ -43,8 +46,9 @@ from core.settings import Settings
 from core.tables import Tables
 from usage.committer import TRANSACTION_MAX, AggregatingCommitter
 from usage.copy import AggregateCopy
-from usage.journal import Orphan, UsageJournal, default_dir, journal_key, orphan_paths, try_adopt
+from usage.journal import UsageJournal, default_dir, journal_key
 from usage.records import UsageRecord
+from usage.replay import JournalReplay
 from usage.shutdown import drain_on_signals
 from usage.store import UsageStore, partition_key, validate
 
@@ -108,7 +112,10 @@ class UsageWriter:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(max_in_flight)
         self._journal_lock = asyncio.Lock()
-        self._replay_lock = asyncio.Lock()
+        self._replay = JournalReplay(
+            journal=self._journal, directory=self._dir, shard=self.shard, write=self._write,
+            journal_call=self._journal_call, replayed=self._count_replayed,
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
@@ -149,7 +156,7 @@ class UsageWriter:
                     await asyncio.sleep(0)
         finally:
             self._flushing -= 1
-        await self._replay()
+        await self._replay.run()
         await self._copy_aggregates()
 
     async def close(self) -> None:
@@ -201,8 +208,8 @@ class UsageWriter:
             now = monotonic()
             if now >= self._next_replay:
                 self._next_replay = now + self._replay_interval
-                if not self._replay_lock.locked():
-                    self._track(self._replay())
+                if not self._replay.lock.locked():
+                    self._track(self._replay.run())
             if now >= self._next_copy and self.copy.behind:
                 self._next_copy = now + self._copy_interval
                 self._track(self._copy_aggregates())
@@ -284,47 +291,8 @@ class UsageWriter:
         except Exception:
             log.exception("Copying usage aggregates failed; the next flush tries again.")
 
-    # --- journal replay -------------------------------------------------------------------------
-
-    async def _replay(self) -> None:
-        async with self._replay_lock:
-            try:
-                if await self._replay_own():
-                    await self._replay_orphans()
-            except Exception:
-                log.exception("Replaying the usage journal failed.")
-
-    async def _replay_own(self) -> bool:
-        size = await asyncio.to_thread(self._journal.size)
-        if not await self._replay_file(self._journal, size, self.shard):
-            return False
-        if size:
-            await self._journal_call(self._journal.discard, size)
-        return True
-
-    async def _replay_orphans(self) -> None:
-        for path in await asyncio.to_thread(orphan_paths, self._dir, self._journal.path):
-            orphan = await asyncio.to_thread(try_adopt, path)
-            if orphan is None:
-                continue
-            committed = False
-            try:
-                committed = await self._replay_file(orphan, await asyncio.to_thread(orphan.size), orphan.shard)
-            finally:
-                await asyncio.to_thread(orphan.close, remove=committed)
-            if not committed:
-                return
-            log.info("Replayed the usage journal left by writer %s.", orphan.shard)
-
-    async def _replay_file(self, journal: UsageJournal | Orphan, end: int, shard: str) -> bool:
-        """Chunk by chunk, so a long outage's journal is neither loaded whole nor re-read in vain."""
-        offset = 0
-        while offset < end:
-            records, offset = await asyncio.to_thread(journal.read_chunk, offset, end)
-            if not await self._write(records, shard):
-                return False
-            self.stats.replayed += len(records)
-        return True
+    def _count_replayed(self, records: int) -> None:
+        self.stats.replayed += records
 
     async def _journal_call(self, function: Any, *args: Any) -> Any:
         async with self._journal_lock:
