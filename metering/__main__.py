@@ -19,8 +19,9 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -34,6 +35,8 @@ from metering.submit import RunReport, submit_due
 from metering.submit_runtime import metering_deps, metering_tables
 from usage.backfill import BackfillReport, backfill_usage
 from usage.verify import VerifyReport, verify_usage
+
+T = TypeVar("T")
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 4
@@ -74,16 +77,34 @@ async def run_submit(settings: Settings, *, hour: datetime | None, dry_run: bool
         return await submit_due(deps, through=hour, dry_run=dry_run)
 
 
-def purge_usage_command(*, dry_run: bool) -> int:
-    """0 also when the run stopped at its delete budget (the next one resumes); 2 bad settings; 4 storage."""
+def _run(job: Callable[[Settings], Coroutine[Any, Any, T]]) -> T | int:
+    """The job's result, or the exit code for bad arguments or settings (2) or unreachable storage (4)."""
     try:
-        report = asyncio.run(run_usage_retention(Settings(), dry_run=dry_run))
+        return asyncio.run(job(Settings()))
     except (ValidationError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except StorageUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+
+
+def submit_command(*, hour: datetime | None, dry_run: bool) -> int:
+    report = _run(lambda settings: run_submit(settings, hour=hour, dry_run=dry_run))
+    if isinstance(report, int):
+        return report
+    if dry_run:
+        for event in report.events:
+            print(json.dumps(event.body()))
+    print(json.dumps(report.summary()), file=sys.stderr if dry_run else sys.stdout)
+    return report.exit_code
+
+
+def purge_usage_command(*, dry_run: bool) -> int:
+    """0 also when the run stopped at its delete budget (the next one resumes); 2 bad settings; 4 storage."""
+    report = _run(lambda settings: run_usage_retention(settings, dry_run=dry_run))
+    if isinstance(report, int):
+        return report
     print(json.dumps(report.summary()))
     return 0
 
@@ -94,18 +115,13 @@ def usage_hours_command(command: str, since: datetime, until: datetime | None) -
     if end <= since:
         print("error: --until must be later than --since", file=sys.stderr)
         return EXIT_USAGE
-    report: VerifyReport | BackfillReport
-    try:
-        if command == "verify":
-            report = asyncio.run(run_verify(Settings(), since, end))
-        else:
-            report = asyncio.run(run_backfill(Settings(), since, end))
-    except (ValidationError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except StorageUnavailable as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+    report: VerifyReport | BackfillReport | int
+    if command == "verify":
+        report = _run(lambda settings: run_verify(settings, since, end))
+    else:
+        report = _run(lambda settings: run_backfill(settings, since, end))
+    if isinstance(report, int):
+        return report
     if isinstance(report, VerifyReport):
         for difference in report.differences:
             print(json.dumps(difference.view()))
@@ -138,20 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return purge_usage_command(dry_run=args.dry_run)
     if args.command in USAGE_COMMANDS:
         return usage_hours_command(args.command, args.since, args.until)
-    try:
-        report = asyncio.run(run_submit(Settings(), hour=args.hour, dry_run=args.dry_run))
-    except (ValidationError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except StorageUnavailable as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    if args.dry_run:
-        for event in report.events:
-            print(json.dumps(event.body()))
-    print(json.dumps(report.summary()), file=sys.stderr if args.dry_run else sys.stdout)
-    return report.exit_code
-
+    return submit_command(hour=args.hour, dry_run=args.dry_run)
 
 if __name__ == "__main__":
     sys.exit(main())
