@@ -1,66 +1,111 @@
-"""The aggregate copy (table `usageagg`): what reports and metering read, one query for any range of hours.
+"""The aggregate copy (table `usageagg`): what reports and metering read, a few rows for any range of hours.
 
-Layout:
-  PartitionKey = "{YYYYMMDDHH}" (UTC hour)
-  RowKey "{shard}"              the shard-hour. Registered before the shard's first transaction in that hour, so
-                                a reader knows every usage partition of the hour; `version` and `requests` of
-                                the copy; `sealed` once retention verified the copy and deleted the raw rows.
-  RowKey "{shard}|{group key}"  a copy of one group's counters (usage.groups) as some transaction committed
-                                them, with the group's values.
-The usage partitions are the truth (usage.committer); this is a copy written behind them (every second
-and on flush). It only ever holds counters a transaction committed, and counters only grow, so a shard-hour's
-copy is current exactly when its rows' requests add up to the `requests` of the usage partition's header:
-usage.reader checks that with one point read per shard-hour and reads the partition itself when it is not.
-Metadata only, as in usage rows.
+Layout: PartitionKey = "{YYYYMMDDHH}" (UTC hour); per shard-hour one row, RowKey "{shard}", holding
+  `version`, `requests`   the usage partition's header as of the copy (usage.store)
+  `parts`                 how many rows the copy spans (more only past ~2,500 groups: "{shard}|1", "{shard}|2", …)
+  `sealed`                retention verified the copy and deleted the partition's raw rows
+  `d0`, `d1`, …           the groups and their counters (usage.groups), as JSON text
+                          [[team, deployment, plan, model, key, requests, errors, …], …] cut into properties
+A row is registered (keys only) before the shard's first transaction in the hour, so a reader knows every
+usage partition of the hour. One row per shard-hour, not per group: a 7-day report reads 168 rows per writer
+shard whatever the number of groups, and the emulator's paging (a scan per page) stays cheap.
+
+The usage partitions are the truth (usage.committer); this copy is written behind them, whole, every second and
+on flush. It only ever holds counters some transaction committed, and counters only grow, so a shard-hour's
+copy is current exactly when every group appears once and their requests add up to the `requests` of the usage
+partition's header: usage.reader checks that with one point read per shard-hour and reads the partition itself
+when it is not. Metadata only, as in usage rows.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from core.tables import Tables, int64, storage_errors
+from core.tables import Tables, int64, int_value, rows_of, storage_errors
 from usage.committer import TRANSACTION_MAX
-from usage.groups import Counts, Group, group_key
-from usage.partition import PartitionState, aggregate_entity
+from usage.groups import COUNTERS, GROUP_COLUMNS, REQUESTS, Counts, Group
+from usage.partition import PartitionState
 from usage.store import Entity, Op, UsageStore, split_partition
 
 TABLE = "usageagg"
+_CHUNK = 15_000  # characters per string property: at most 64 KiB of UTF-16 each
+_CHUNKS_PER_ROW = 24  # under the 1 MiB an entity may hold, with room for the rest
+_WIDTH = len(GROUP_COLUMNS) + len(COUNTERS)
 
-log = logging.getLogger(__name__)
-
-
-def copy_row_key(shard: str, group: Group) -> str:
-    return f"{shard}|{group_key(group)}"
-
-
-def header_entity(hour: str, shard: str, *, version: int, requests: int, sealed: bool = False) -> Entity:
-    entity: Entity = {"PartitionKey": hour, "RowKey": shard, "version": int64(version), "requests": int64(requests)}
-    if sealed:
-        entity["sealed"] = True
-    return entity
+ShardHour = tuple[str, str]  # (hour key, shard)
 
 
 @dataclass
-class _Pending:
-    version: int
-    requests: int
+class CopiedShardHour:
+    hour: str
+    shard: str
+    sealed: bool = False
+    version: int = 0
     counts: Counts = field(default_factory=dict)
+    consistent: bool = True  # every part present, no group twice
 
-    def take(self, newer: _Pending) -> _Pending:
-        """This copy, overlaid with a newer one of the same partition."""
-        return _Pending(newer.version, newer.requests, {**self.counts, **newer.counts})
+    @property
+    def requests(self) -> int:
+        return sum(counters[REQUESTS] for counters in self.counts.values())
+
+
+def encode(hour: str, shard: str, counts: Counts, *, version: int, requests: int, sealed: bool) -> list[Entity]:
+    """The shard-hour's rows: the first with the header, each a self-contained list of groups."""
+    rows: list[Entity] = []
+    for part, chunks in enumerate(_parts(counts)):
+        row: Entity = {"PartitionKey": hour, "RowKey": shard if not part else f"{shard}|{part}"}
+        row.update({f"d{index}": chunk for index, chunk in enumerate(chunks)})
+        rows.append(row)
+    rows[0].update(version=int64(version), requests=int64(requests), parts=len(rows))
+    if sealed:
+        rows[0]["sealed"] = True
+    return rows
+
+
+def _parts(counts: Counts) -> Iterator[list[str]]:
+    items = [orjson.dumps([*group, *counters]).decode() for group, counters in sorted(counts.items(), key=_order)]
+    budget = _CHUNK * _CHUNKS_PER_ROW - 2
+    part: list[str] = []
+    size = 0
+    for item in items:
+        if part and size + len(item) + 1 > budget:
+            yield _chunked("[" + ",".join(part) + "]")
+            part, size = [], 0
+        part.append(item)
+        size += len(item) + 1
+    yield _chunked("[" + ",".join(part) + "]")
+
+
+def _chunked(text: str) -> list[str]:
+    return [text[start : start + _CHUNK] for start in range(0, len(text), _CHUNK)] or ["[]"]
+
+
+def _order(item: tuple[Group, list[int]]) -> tuple[tuple[bool, str], ...]:
+    return tuple((value is not None, value or "") for value in item[0])
+
+
+def decode(row: Any) -> list[tuple[Group, list[int]]]:
+    chunks: list[str] = []
+    while (chunk := row.get(f"d{len(chunks)}")) is not None:
+        chunks.append(chunk)
+    if not chunks:
+        return []
+    return [(tuple(item[: len(GROUP_COLUMNS)]), list(item[len(GROUP_COLUMNS) :]))
+            for item in orjson.loads("".join(chunks)) if len(item) == _WIDTH]
 
 
 class AggregateCopy:
     def __init__(self, tables: Tables) -> None:
         self.table: TableClient = tables.table(TABLE)
         self._store = UsageStore(self.table)
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, PartitionState] = {}
         self._lock = asyncio.Lock()
 
     @property
@@ -75,33 +120,50 @@ class AggregateCopy:
             await self.table.upsert_entity(entity, mode=UpdateMode.MERGE, **self._store.call_options)
 
     def committed(self, state: PartitionState, groups: set[Group]) -> None:
-        """Note a commit (no I/O): its changed groups are copied at the next flush."""
-        fresh = _Pending(state.version, state.requests, {group: list(state.counts[group]) for group in groups})
-        known = self._pending.get(state.partition)
-        self._pending[state.partition] = fresh if known is None else known.take(fresh)
+        """Note a commit (no I/O): the partition's state is copied, whole, at the next flush. States are never
+        changed once committed (usage.committer builds a new one per transaction), so keeping it is enough."""
+        self._pending[state.partition] = state
 
     async def flush(self) -> None:
         """Copy what was committed since the last flush; raises StorageUnavailable (kept for the next one)."""
         async with self._lock:
             pending, self._pending = self._pending, {}
-            for partition, copy in list(pending.items()):
+            for partition, state in list(pending.items()):
                 hour, shard = split_partition(partition)
                 try:
-                    await self.write(hour, shard, copy.counts, version=copy.version, requests=copy.requests)
+                    await self.write(hour, shard, state.counts, version=state.version, requests=state.requests)
                 except BaseException:
                     for left, older in pending.items():
-                        newer = self._pending.get(left)
-                        self._pending[left] = older if newer is None else older.take(newer)
+                        self._pending.setdefault(left, older)  # a newer commit noted meanwhile wins
                     raise
                 del pending[partition]
 
     async def write(
         self, hour: str, shard: str, counts: Counts, *, version: int, requests: int, sealed: bool = False
     ) -> None:
-        """The groups' rows, then the shard-hour's header (so a cut-short write leaves the header behind)."""
-        rows = [aggregate_entity(hour, group, values, copy_row_key(shard, group)) for group, values in counts.items()]
-        header = header_entity(hour, shard, version=version, requests=requests, sealed=sealed)
+        """Replace the shard-hour's copy: one transaction (the rows share the hour's partition)."""
+        rows = encode(hour, shard, counts, version=version, requests=requests, sealed=sealed)
         for start in range(0, len(rows), TRANSACTION_MAX):
             await self._store.apply([Op("replace", row) for row in rows[start : start + TRANSACTION_MAX]])
-        with storage_errors():
-            await self.table.upsert_entity(header, mode=UpdateMode.MERGE, **self._store.call_options)
+
+    async def read(self, lo: str, hi: str) -> dict[ShardHour, CopiedShardHour]:
+        """Every shard-hour copied for the hours [lo, hi) (hour keys)."""
+        copies: dict[ShardHour, CopiedShardHour] = {}
+        parts: dict[ShardHour, set[int]] = {}
+        expected: dict[ShardHour, int] = {}
+        async for row in rows_of(self.table, "PartitionKey ge @lo and PartitionKey lt @hi", {"lo": lo, "hi": hi}):
+            shard, _, part = row["RowKey"].partition("|")
+            key = (row["PartitionKey"], shard)
+            copy = copies.get(key) or copies.setdefault(key, CopiedShardHour(*key))
+            if not part:  # the first row: "{shard}" sorts before "{shard}|1"
+                copy.sealed, copy.version = bool(row.get("sealed")), int_value(row.get("version"))
+                expected[key] = int_value(row.get("parts")) or 1
+            elif int(part) >= expected.get(key, 1):
+                continue  # left over from an earlier, longer copy
+            parts.setdefault(key, set()).add(int(part or 0))
+            for group, counters in decode(row):
+                copy.consistent &= group not in copy.counts
+                copy.counts[group] = counters
+        for key, copy in copies.items():
+            copy.consistent &= parts[key] == set(range(expected.get(key, 1)))
+        return copies

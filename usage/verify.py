@@ -19,7 +19,7 @@ from azure.data.tables.aio import TableClient
 
 from core.hours import HOUR, hour_key, parse_hour_key
 from core.tables import Tables, int_value, rows_of
-from usage.copy import TABLE as COPY_TABLE
+from usage.copy import AggregateCopy
 from usage.groups import (
     COUNTERS,
     GROUP_COLUMNS,
@@ -109,7 +109,7 @@ async def verify_usage(tables: Tables, first: datetime, end: datetime) -> Verify
     raw, records = await _recount(usage, lo, hi)
     stored: dict[ShardHour, _Stored] = {}
     await _read_partitions(usage, lo, hi, stored)
-    await _read_copy(tables.table(COPY_TABLE), hour_key(first), hour_key(end), stored)
+    await _read_copy(AggregateCopy(tables), hour_key(first), hour_key(end), stored)
     report = VerifyReport(first, end, records=records)
     for key in sorted(raw.keys() | stored.keys()):
         held = stored.get(key) or _Stored()
@@ -161,16 +161,10 @@ async def _read_partitions(usage: TableClient, lo: str, hi: str, stored: dict[Sh
             held.aggregates[group_of_row(row)] = counters_of(row)
 
 
-async def _read_copy(copy: TableClient, lo: str, hi: str, stored: dict[ShardHour, _Stored]) -> None:
-    query = "PartitionKey ge @lo and PartitionKey lt @hi"
-    async for row in rows_of(copy, query, {"lo": lo, "hi": hi}):
-        shard, _, group = row["RowKey"].partition("|")
-        held = stored.setdefault((row["PartitionKey"], shard), _Stored())
-        held.copied = True
-        if group:
-            held.copy[group_of_row(row)] = counters_of(row)
-        else:
-            held.sealed = bool(row.get("sealed"))
+async def _read_copy(copy: AggregateCopy, lo: str, hi: str, stored: dict[ShardHour, _Stored]) -> None:
+    for key, copied in (await copy.read(lo, hi)).items():
+        held = stored.setdefault(key, _Stored())
+        held.copied, held.sealed, held.copy = True, copied.sealed, copied.counts
 
 
 def _compare(key: ShardHour, raw: Counts, held: _Stored) -> list[Difference]:
