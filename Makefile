@@ -62,7 +62,7 @@ package: setup
 	$(BIN)/python scripts/package_marketplace.py
 
 # Both benchmarks: key exchange, then the proxy (without LiteLLM unless LITELLM=1; ARGS=... replaces
-# that default, as for bench-proxy).
+# that default, as for bench-proxy). The usage benchmark runs apart (`make bench-usage`: it takes minutes).
 bench: setup
 	$(BIN)/python -m bench.key_exchange
 	$(BIN)/python -m bench.proxy $(or $(ARGS),$(if $(filter 1,$(LITELLM)),,--no-litellm))
@@ -75,3 +75,9 @@ clean:
 .PHONY: bench-proxy
 bench-proxy: setup
 	$(BIN)/python -m bench.proxy $(ARGS)
+
+# Usage aggregates at 100,000 and 1,000,000 records: write rate, 7-day report, metering run, verify of one hour.
+# ARGS=... passes options, e.g. `make bench-usage ARGS="--sizes 10000,100000 --groups 500"`.
+.PHONY: bench-usage
+bench-usage: setup
+	$(BIN)/python -m bench.usage $(ARGS)
