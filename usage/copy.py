@@ -29,7 +29,6 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from core.tables import Tables, int64, int_value, rows_of, storage_errors
-from usage.committer import TRANSACTION_MAX
 from usage.groups import COUNTERS, GROUP_COLUMNS, REQUESTS, Counts, Group
 from usage.partition import PartitionState
 from usage.store import Entity, Op, UsageStore, split_partition
@@ -38,6 +37,7 @@ TABLE = "usageagg"
 _CHUNK = 15_000  # characters per string property: at most 64 KiB of UTF-16 each
 _CHUNKS_PER_ROW = 24  # under the 1 MiB an entity may hold, with room for the rest
 _WIDTH = len(GROUP_COLUMNS) + len(COUNTERS)
+_TRANSACTION_CHARS = 1_000_000  # UTF-8 takes up to 3 bytes a character
 
 ShardHour = tuple[str, str]  # (hour key, shard)
 
@@ -91,14 +91,20 @@ def _order(item: tuple[Group, list[int]]) -> tuple[tuple[bool, str], ...]:
     return tuple((value is not None, value or "") for value in item[0])
 
 
-def decode(row: Any) -> list[tuple[Group, list[int]]]:
+def decode(row: Any) -> list[tuple[Group, list[int]]] | None:
+    """The row's groups and counters; None when they cannot be read (the copy is then not trusted)."""
     chunks: list[str] = []
     while (chunk := row.get(f"d{len(chunks)}")) is not None:
         chunks.append(chunk)
     if not chunks:
         return []
-    return [(tuple(item[: len(GROUP_COLUMNS)]), list(item[len(GROUP_COLUMNS) :]))
-            for item in orjson.loads("".join(chunks)) if len(item) == _WIDTH]
+    try:
+        items = orjson.loads("".join(chunks))
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(items, list) or not all(isinstance(item, list) and len(item) == _WIDTH for item in items):
+        return None
+    return [(tuple(item[: len(GROUP_COLUMNS)]), list(item[len(GROUP_COLUMNS) :])) for item in items]
 
 
 class AggregateCopy:
@@ -141,10 +147,13 @@ class AggregateCopy:
     async def write(
         self, hour: str, shard: str, counts: Counts, *, version: int, requests: int, sealed: bool = False
     ) -> None:
-        """Replace the shard-hour's copy: one transaction (the rows share the hour's partition)."""
+        """Replace the shard-hour's copy: one transaction (the rows share the hour's partition) while it stays
+        well under the 4 MiB a transaction may carry, else a row at a time (readers check it either way)."""
         rows = encode(hour, shard, counts, version=version, requests=requests, sealed=sealed)
-        for start in range(0, len(rows), TRANSACTION_MAX):
-            await self._store.apply([Op("replace", row) for row in rows[start : start + TRANSACTION_MAX]])
+        size = sum(len(value) for row in rows for value in row.values() if isinstance(value, str))
+        step = len(rows) if size <= _TRANSACTION_CHARS else 1
+        for start in range(0, len(rows), step):
+            await self._store.apply([Op("replace", row) for row in rows[start : start + step]])
 
     async def read(self, lo: str, hi: str) -> dict[ShardHour, CopiedShardHour]:
         """Every shard-hour copied for the hours [lo, hi) (hour keys)."""
@@ -161,7 +170,9 @@ class AggregateCopy:
             elif int(part) >= expected.get(key, 1):
                 continue  # left over from an earlier, longer copy
             parts.setdefault(key, set()).add(int(part or 0))
-            for group, counters in decode(row):
+            groups = decode(row)
+            copy.consistent &= groups is not None
+            for group, counters in groups or ():
                 copy.consistent &= group not in copy.counts
                 copy.counts[group] = counters
         for key, copy in copies.items():
