@@ -13,7 +13,7 @@ from typing import Any
 
 from admin import validation as v
 from core.tables import Tables
-from usage.groups import COUNTERS, GROUP_COLUMNS, add_counters, matches, zero
+from usage.groups import COUNTERS, GROUP_COLUMNS, add_counters, group_order, matches, zero
 from usage.reader import read_aggregates
 
 # group_by name -> the usage column (and report column) it groups on
@@ -92,4 +92,4 @@ async def read_usage(tables: Tables, q: UsageQuery) -> UsageReport:
 
 
 def _order(row: UsageRow) -> tuple[datetime, tuple[tuple[bool, str], ...]]:
-    return row.period, tuple((value is not None, value or "") for value in row.groups)
+    return row.period, group_order(row.groups)

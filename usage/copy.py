@@ -29,7 +29,7 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from core.tables import Tables, int64, int_value, rows_of, storage_errors
-from usage.groups import COUNTERS, GROUP_COLUMNS, REQUESTS, Counts, Group
+from usage.groups import COUNTERS, GROUP_COLUMNS, REQUESTS, Counts, Group, group_order
 from usage.partition import PartitionState
 from usage.store import Entity, Op, UsageStore, split_partition
 
@@ -70,7 +70,7 @@ def encode(hour: str, shard: str, counts: Counts, *, version: int, requests: int
 
 
 def _parts(counts: Counts) -> Iterator[list[str]]:
-    items = [orjson.dumps([*group, *counters]).decode() for group, counters in sorted(counts.items(), key=_order)]
+    items = [orjson.dumps([*group, *counts[group]]).decode() for group in sorted(counts, key=group_order)]
     budget = _CHUNK * _CHUNKS_PER_ROW - 2
     part: list[str] = []
     size = 0
@@ -85,10 +85,6 @@ def _parts(counts: Counts) -> Iterator[list[str]]:
 
 def _chunked(text: str) -> list[str]:
     return [text[start : start + _CHUNK] for start in range(0, len(text), _CHUNK)] or ["[]"]
-
-
-def _order(item: tuple[Group, list[int]]) -> tuple[tuple[bool, str], ...]:
-    return tuple((value is not None, value or "") for value in item[0])
 
 
 def decode(row: Any) -> list[tuple[Group, list[int]]] | None:

@@ -85,6 +85,11 @@ def group_key(group: Group) -> str:
     return "|".join(_MISSING if value is None else table_key(value) for value in group)
 
 
+def group_order(group: Group) -> tuple[tuple[bool, str], ...]:
+    """Sort key: by each value, a missing value first."""
+    return tuple((value is not None, value or "") for value in group)
+
+
 def matches(group: Group, filters: Mapping[str, str]) -> bool:
     """filters: usage column -> exact value."""
     return all(group[GROUP_COLUMNS.index(column)] == value for column, value in filters.items())

@@ -30,6 +30,7 @@ from usage.groups import (
     add_usage,
     counters_of,
     group_of_row,
+    group_order,
     zero,
 )
 from usage.store import AGGREGATE_PREFIX, HEADER, RAW_ROWS, split_partition
@@ -191,4 +192,4 @@ def _per_group(hour: datetime, shard: str, source: Source, raw: Counts, stored: 
 
 
 def _ordered(groups: Iterable[Group]) -> list[Group]:
-    return sorted(groups, key=lambda group: tuple((value is not None, value or "") for value in group))
+    return sorted(groups, key=group_order)
