@@ -111,8 +111,7 @@ async def _backfill(store: UsageStore, copy: AggregateCopy, partition: str, repo
     else:
         report.backfilled += 1
         report.records += state.requests
-    await copy.register(hour, shard)
-    await copy.write(hour, shard, state.counts, version=state.version, requests=state.requests)
+    await copy.write_state(state)
 
 
 async def _copied(copy: AggregateCopy, hour: str, shard: str) -> bool:

@@ -40,15 +40,15 @@ _CACHED_PARTITIONS = 64
 
 # Called once per partition before its first transaction from this process: (hour key, shard).
 Register = Callable[[str, str], Awaitable[None]]
-# Called after each commit with the committed state and the groups it changed.
-Committed = Callable[[PartitionState, set[Group]], None]
+# Called after each commit with the committed state.
+Committed = Callable[[PartitionState], None]
 
 
 async def _no_register(hour: str, shard: str) -> None:
     return None
 
 
-def _no_committed(state: PartitionState, groups: set[Group]) -> None:
+def _no_committed(state: PartitionState) -> None:
     return None
 
 
@@ -99,7 +99,7 @@ class AggregatingCommitter:
     async def _commit(self, partition: str, records: list[UsageRecord]) -> None:
         state = await self._state(partition)
         for _ in range(_ATTEMPTS):
-            following, changed, ops = _next(state, records)
+            following, ops = _next(state, records)
             try:
                 following.etag = await self._store.apply(ops)
             except TransactionConflict:
@@ -113,7 +113,7 @@ class AggregatingCommitter:
                 raise
             self.transactions += 1
             self._remember(following)
-            self._committed(following, changed)
+            self._committed(following)
             return
         self._states.pop(partition, None)
         raise TransactionConflict(f"usage partition {partition} kept changing under this writer")
@@ -153,8 +153,8 @@ class AggregatingCommitter:
         self._states.clear()
 
 
-def _next(state: PartitionState, records: list[UsageRecord]) -> tuple[PartitionState, set[Group], list[Op]]:
-    """The state after these records, the groups they change, and the transaction that gets there."""
+def _next(state: PartitionState, records: list[UsageRecord]) -> tuple[PartitionState, list[Op]]:
+    """The state after these records, and the transaction that gets there."""
     counts = dict(state.counts)
     changed: set[Group] = set()
     shard = split_partition(state.partition)[1]
@@ -169,4 +169,4 @@ def _next(state: PartitionState, records: list[UsageRecord]) -> tuple[PartitionS
     following = PartitionState(state.partition, None, state.version + 1, counts)
     header = header_entity(state.partition, following.version, following.requests)
     ops.append(Op("insert", header) if state.etag is None else Op("update", header, state.etag))
-    return following, changed, ops
+    return following, ops

@@ -121,7 +121,7 @@ class AggregateCopy:
             entity = {"PartitionKey": hour, "RowKey": shard}
             await self.table.upsert_entity(entity, mode=UpdateMode.MERGE, **self._store.call_options)
 
-    def committed(self, state: PartitionState, groups: set[Group]) -> None:
+    def committed(self, state: PartitionState) -> None:
         """Note a commit (no I/O): the partition's state is copied, whole, at the next flush. States are never
         changed once committed (usage.committer builds a new one per transaction), so keeping it is enough."""
         self._pending[state.partition] = state
@@ -131,14 +131,18 @@ class AggregateCopy:
         async with self._lock:
             pending, self._pending = self._pending, {}
             for partition, state in list(pending.items()):
-                hour, shard = split_partition(partition)
                 try:
-                    await self.write(hour, shard, state.counts, version=state.version, requests=state.requests)
+                    await self.write_state(state)
                 except BaseException:
                     for left, older in pending.items():
                         self._pending.setdefault(left, older)  # a newer commit noted meanwhile wins
                     raise
                 del pending[partition]
+
+    async def write_state(self, state: PartitionState, *, sealed: bool = False) -> None:
+        """Replace the copy of the state's shard-hour with the state (it also registers the shard-hour)."""
+        hour, shard = split_partition(state.partition)
+        await self.write(hour, shard, state.counts, version=state.version, requests=state.requests, sealed=sealed)
 
     async def write(
         self, hour: str, shard: str, counts: Counts, *, version: int, requests: int, sealed: bool = False

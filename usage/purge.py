@@ -7,7 +7,7 @@ while metering has never run (`finished_before` None).
 Before the first row of a usage partition is deleted, its shard-hour in the copy (usage.copy) is rewritten from
 the partition's own aggregates (usage.partition.load_state) and sealed: readers then trust the copy without
 asking the partition, so reports answer the same before and after. A partition the copy does not know holds rows
-written before aggregates existed: it is recounted, registered and sealed the same way, so nothing counted is
+written before aggregates existed: it is recounted and sealed the same way, so nothing counted is
 lost. A sealed shard-hour is never rewritten again: its partition may already be partly deleted.
 
 Rows are found by key only (PartitionKey and RowKey): the first page of the hour's range, deleted in
@@ -131,7 +131,7 @@ class _Purge:
             for partition in dict.fromkeys(pk for pk, _ in keys):
                 shard = split_partition(partition)[1]
                 if shard not in sealed:  # rows from before aggregates existed: the copy does not know them
-                    await self._seal(hour, shard, registered=False)
+                    await self._seal(hour, shard)
                     sealed.add(shard)
             self.report.raw_rows_deleted += await self._delete(self.usage_store, keys)
             if len(keys) < len(page):
@@ -155,20 +155,17 @@ class _Purge:
             shard, _, group = row["RowKey"].partition("|")
             shards[shard] = shards.get(shard, False) or (not group and bool(row.get("sealed")))
         for shard in [shard for shard, sealed in shards.items() if not sealed]:
-            await self._seal(hour, shard, registered=True)
+            await self._seal(hour, shard)
         return set(shards)
 
-    async def _seal(self, hour: str, shard: str, *, registered: bool) -> None:
+    async def _seal(self, hour: str, shard: str) -> None:
         """Rewrite the shard-hour's copy from its partition's aggregates (a recount if it has none), sealed."""
         self._sealed_hours.add(hour)
         self.report.hours_sealed = len(self._sealed_hours)
         self.report.shard_hours_sealed += 1
         if self.dry_run:
             return
-        state = await load_state(self.usage, f"{hour}-{shard}")
-        if not registered:
-            await self.copy.register(hour, shard)
-        await self.copy.write(hour, shard, state.counts, version=state.version, requests=state.requests, sealed=True)
+        await self.copy.write_state(await load_state(self.usage, f"{hour}-{shard}"), sealed=True)
 
     async def _delete(self, store: UsageStore, keys: list[Key]) -> int:
         """Delete the rows (a dry run: count them); how many went. Each counts against the budget."""

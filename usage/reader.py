@@ -80,8 +80,6 @@ async def _read_truth(tables: Tables, copy: AggregateCopy, shard_hour: CopiedSha
     if not repair or not state.counts:
         return
     try:
-        await copy.write(
-            shard_hour.hour, shard_hour.shard, state.counts, version=state.version, requests=state.requests
-        )
+        await copy.write_state(state)
     except StorageUnavailable as error:  # the answer stands; the next read repairs it
         log.warning("Could not repair the usage copy of %s: %s", partition, error)
