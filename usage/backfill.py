@@ -29,8 +29,8 @@ from core.tables import Tables, storage_errors
 from usage.committer import TRANSACTION_MAX
 from usage.copy import AggregateCopy
 from usage.partition import PartitionState, aggregate_entity, header_entity, load_state
-from usage.store import RAW_ROWS, Op, TransactionConflict, UsageStore, split_partition
-from usage.verify import partition_range, whole_hours
+from usage.store import RAW_ROWS, Op, TransactionConflict, UsageStore, partition_range, split_partition
+from usage.verify import whole_hours
 
 Progress = Callable[[int, int], None]  # (partitions done, partitions in all)
 

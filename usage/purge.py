@@ -40,7 +40,7 @@ from usage.committer import TRANSACTION_MAX
 from usage.copy import AggregateCopy
 from usage.partition import load_state
 from usage.retention import RetentionPolicy
-from usage.store import Op, TransactionConflict, UsageStore, batches, split_partition
+from usage.store import Op, TransactionConflict, UsageStore, batches, partition_range, split_partition
 
 DEFAULT_MAX_DELETES = 200_000
 PAGE = 1000  # the most rows one Table query page returns
@@ -123,7 +123,8 @@ class _Purge:
 
     async def _raw_hour(self, hour: str) -> bool:
         sealed = await self._seal_copied(hour)
-        pages = _Pages(self.usage, _RANGE, {"lo": f"{hour}-", "hi": f"{hour}."}, walk=self.dry_run)
+        lo, hi = partition_range(parse_hour_key(hour), parse_hour_key(hour) + HOUR)
+        pages = _Pages(self.usage, _RANGE, {"lo": lo, "hi": hi}, walk=self.dry_run)
         while page := await pages.next():
             if not self.left:
                 return False

@@ -36,7 +36,7 @@ from azure.data.tables import EdmType, EntityProperty, TableTransactionError, Up
 from azure.data.tables.aio import TableClient
 
 from core.errors import StorageUnavailable
-from core.hours import hour_key
+from core.hours import HOUR, hour_key
 from core.tables import storage_errors
 from usage.records import UsageRecord
 
@@ -87,6 +87,11 @@ RAW_ROWS = "RowKey lt '~'"
 
 def hour_partition(hour: datetime, shard: str) -> str:
     return f"{hour_key(hour)}-{shard}"
+
+
+def partition_range(first: datetime, end: datetime) -> tuple[str, str]:
+    """PartitionKey bounds [lo, hi) of every writer shard's partition of the hours [first, end)."""
+    return f"{hour_key(first)}-", f"{hour_key(end - HOUR)}."  # "." sorts right after "-"
 
 
 def split_partition(partition: str) -> tuple[str, str]:

@@ -33,7 +33,7 @@ from usage.groups import (
     group_order,
     zero,
 )
-from usage.store import AGGREGATE_PREFIX, HEADER, RAW_ROWS, split_partition
+from usage.store import AGGREGATE_PREFIX, HEADER, RAW_ROWS, partition_range, split_partition
 
 Source = Literal["partition", "header", "copy"]
 NOT_AGGREGATED = "not aggregated: run backfill"
@@ -132,11 +132,6 @@ def whole_hours(first: datetime, end: datetime) -> tuple[datetime, datetime]:
     if end <= first:
         raise ValueError("the end must be later than the first hour")
     return first, end
-
-
-def partition_range(first: datetime, end: datetime) -> tuple[str, str]:
-    """PartitionKey bounds [lo, hi) of every usage partition of the hours [first, end)."""
-    return f"{hour_key(first)}-", f"{hour_key(end - HOUR)}."  # "." sorts right after "-"
 
 
 async def _recount(usage: TableClient, lo: str, hi: str) -> tuple[dict[ShardHour, Counts], int]:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from core.hours import HOUR, parse_hour_key
 from core.settings import Settings
-from core.tables import Tables, table_name
+from core.tables import Tables, int_value, table_name
 from usage.groups import GROUP_COLUMNS, USAGE_COLUMNS, Counts, Group, add_usage, counters_of, group_of_row, zero
 from usage.reader import read_aggregates
 from usage.store import AGGREGATE_PREFIX, HEADER, RAW_ROWS
@@ -37,7 +37,7 @@ async def stored_aggregates(tables: Tables) -> tuple[dict[str, Counts], dict[str
         if row["RowKey"].startswith(AGGREGATE_PREFIX):
             counts[row["PartitionKey"]][group_of_row(row)] = counters_of(row)
         elif row["RowKey"] == HEADER:
-            headers[row["PartitionKey"]] = int(row["requests"].value if hasattr(row["requests"], "value") else 0)
+            headers[row["PartitionKey"]] = int_value(row.get("requests"))
     return counts, headers
 
 
