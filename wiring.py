@@ -102,6 +102,8 @@ def build_proxy(
         ttl_seconds=settings.principal_cache_ttl_seconds,
         negative_ttl_seconds=settings.principal_negative_cache_ttl_seconds, last_used=last_used,
     )
+    # A key this instance revokes or retires stops working here at once; other instances within the cache TTL.
+    parts["keys"].on_status_change(resolver.forget)
     limiter = PlanLimiter(tables, settings)
     proxy = ProxyService(
         resolver=resolver, plans=plans.get, limiter=limiter, usage=parts["usage"], upstreams=upstreams,

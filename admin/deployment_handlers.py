@@ -15,7 +15,7 @@ from admin.auth import Operator
 from admin.deployments import HISTORY_DAYS, AdminDeployments, deployment_view, reason
 from admin.service import AdminService
 from core.errors import InvalidRequest, ServiceUnavailable
-from core.http import Handler, bearer_token, endpoint, read_json_object
+from core.http import Handler, bearer_token, endpoint, optional_flag, read_json_object
 
 _PAGING = {"limit", "continuation_token"}
 _LIST_PARAMS = {"state", "plan", "application_id", *_PAGING}
@@ -44,10 +44,10 @@ def _params(req: Request, allowed: set[str]) -> dict[str, str]:
     return dict(req.query_params)
 
 
-async def _reason(req: Request, service: AdminService) -> str | None:
+async def _body(req: Request, service: AdminService) -> dict[str, Any]:
     if req.headers.get("content-length", "0") == "0" and "transfer-encoding" not in req.headers:
-        return None
-    return reason(await read_json_object(req, max_bytes=service.max_body_bytes))
+        return {}
+    return await read_json_object(req, max_bytes=service.max_body_bytes)
 
 
 def _page(data: list[dict[str, Any]], token: str | None, **extra: Any) -> dict[str, Any]:
@@ -81,8 +81,12 @@ async def admin_deployment_show(req: Request) -> Response:
 async def admin_deployment_rotate(req: Request) -> Response:
     service, op = await _operator(req)
     _params(req, set())
-    why = await _reason(req, service)
-    deployment = await _deployments(service).rotate(op, req.path_params["deployment_id"], why)
+    body = await _body(req, service)
+    why = reason(body, also=frozenset({"revoke_previous"}))
+    revoke_previous = optional_flag(body, "revoke_previous")
+    deployment = await _deployments(service).rotate(
+        op, req.path_params["deployment_id"], why, revoke_previous=revoke_previous
+    )
     return JSONResponse(deployment_view(deployment))
 
 
@@ -90,7 +94,7 @@ async def admin_deployment_rotate(req: Request) -> Response:
 async def admin_deployment_revoke(req: Request) -> Response:
     service, op = await _operator(req)
     _params(req, set())
-    why = await _reason(req, service)
+    why = reason(await _body(req, service))
     revocation = await _deployments(service).revoke(op, req.path_params["deployment_id"], why)
     return JSONResponse({**deployment_view(revocation.deployment), "revoked_key_ids": revocation.revoked_key_ids})
 

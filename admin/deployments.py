@@ -26,8 +26,9 @@ from keystore.repository import KeyRepository
 from provisioning.audit import AuditEvent, AuditLog
 from provisioning.deployment_store import DeploymentStore, deployment_from_entity
 from provisioning.deployments import Deployment
+from provisioning.key_slots import AuditFor, KeySlots
 from provisioning.notifications import deployment_id_for
-from provisioning.rotation import RotationPolicy, rotate
+from provisioning.rotation import RotationPolicy
 
 logger = logging.getLogger("liutong.admin")
 
@@ -76,10 +77,8 @@ def deployment_id(value: str) -> str:
     return value
 
 
-def reason(body: Mapping[str, Any]) -> str | None:
-    unknown = sorted(set(body) - {"reason"})
-    if unknown:
-        raise InvalidRequest("Unknown field in request body.", param=unknown[0][:64], code="unknown_field")
+def reason(body: dict[str, Any], *, also: frozenset[str] = frozenset()) -> str | None:
+    v.check_fields(body, {"reason", *also})
     value = body.get("reason")
     if value is not None and (not isinstance(value, str) or len(value) > 256 or _CONTROL.search(value)):
         raise InvalidRequest("'reason' must be at most 256 printable characters.", param="reason")
@@ -119,10 +118,9 @@ class AdminDeployments:
         self._history = AuditView(tables)
         self._store = store
         self._keys = keys
-        self._masters = masters
-        self._policy = policy
         self._audit = audit
         self._now = now
+        self._slots = KeySlots(store=store, keys=keys, masters=masters, policy=policy, audit=audit)
 
     # Reading
 
@@ -183,28 +181,36 @@ class AdminDeployments:
 
     # Writing
 
-    async def rotate(self, op: Operator, raw_id: str, why: str | None) -> Deployment:
-        """A new generation now; the previous key stays usable for the policy's grace, as on a forced exchange."""
+    async def rotate(self, op: Operator, raw_id: str, why: str | None, *, revoke_previous: bool = False) -> Deployment:
+        """A new generation now, as on a forced exchange: the key it pushes out of the previous slot is revoked,
+        the replaced key keeps the policy's grace, or is revoked too with `revoke_previous` (a leaked key)."""
+        audit_for = self._audit_for(op, why)
         for _ in range(MAX_ATTEMPTS):
             current = await self.get(raw_id)
             self._check_rotatable(current)
             now = self._now()
-            if not current.previous_retired and current.previous_key_hash is not None:
-                # The rotation drops this key from the record: start its grace now or it stays active forever.
-                await self._keys.retire(current.previous_key_hash, until=current.previous_valid_until or now)
-            rotation = rotate(current, await self._masters.current(), self._policy, now)
-            await self._keys.insert(rotation.record)
             try:
-                saved = await self._store.replace(rotation.deployment)
+                saved, _ = await self._slots.rotate(current, now=now, audit_for=audit_for)
             except ConcurrencyConflict:
                 continue
-            saved = await self._retire_previous(saved)
-            await self._record(op, "admin.deployment.rotate", saved, saved.current_key_id, why)
-            if saved.previous_key_id is not None:
-                await self._record(op, "admin.deployment.retire", saved, saved.previous_key_id, why)
+            if revoke_previous:
+                saved = await self._slots.drop_previous(saved, now=now, audit_for=audit_for)
+            elif saved.previous_key_id is not None:
+                await self._record(op, "retire", saved, saved.previous_key_id, why)
             logger.info("admin rotated deployment %s to %s", saved.deployment_id[:16], saved.current_key_id)
             return saved
         raise ServiceUnavailable("The deployment is changing too fast; retry.", code="deployment_contended")
+
+    def _audit_for(self, op: Operator, why: str | None) -> AuditFor:
+        def event(action: str, deployment: Deployment, key_id: str | None, reason: str | None) -> AuditEvent:
+            # resource_id is the application ID, as on webhook and exchange rows: a deployment's history is one filter.
+            return AuditEvent(
+                action=f"admin.deployment.{action}", reason="; ".join(r for r in (reason, why) if r) or None,
+                actor_oid=op.oid, actor_tid=op.tid, plan_id=deployment.plan_id,
+                resource_id=deployment.application_id, key_id=key_id, at=self._now(),
+            )
+
+        return event
 
     @staticmethod
     def _check_rotatable(deployment: Deployment) -> None:
@@ -218,16 +224,6 @@ class AdminDeployments:
                 "The deployment has no current key: its application has not exchanged one.", code="no_key",
                 param="deployment_id",
             )
-
-    async def _retire_previous(self, deployment: Deployment) -> Deployment:
-        if deployment.previous_key_hash is None or deployment.previous_retired:
-            return deployment
-        until = deployment.previous_valid_until or self._now()
-        await self._keys.retire(deployment.previous_key_hash, until=until)
-        try:
-            return await self._store.replace(dataclasses.replace(deployment, previous_retired=True))
-        except ConcurrencyConflict:
-            return deployment  # whoever won re-reads the flag; the key exchange finishes the retirement
 
     async def revoke(self, op: Operator, raw_id: str, why: str | None) -> Revocation:
         """Revokes the current and previous keys at once and empties the key slot of the record.
@@ -262,19 +258,14 @@ class AdminDeployments:
         self, op: Operator, deployment: Deployment, revoked: list[str], why: str | None, *, at_least_one: bool
     ) -> None:
         for key_id in revoked:
-            await self._record(op, "admin.deployment.revoke", deployment, key_id, why)
+            await self._record(op, "revoke", deployment, key_id, why)
         if at_least_one and not revoked:
-            await self._record(op, "admin.deployment.revoke", deployment, None, why or "keys were already revoked")
+            await self._record(op, "revoke", deployment, None, why or "keys were already revoked")
 
     async def _record(
         self, op: Operator, action: str, deployment: Deployment, key_id: str | None, why: str | None
     ) -> None:
-        # resource_id is the application ID, as on webhook and exchange rows, so a deployment's history is one filter.
-        await self._audit.record(AuditEvent(
-            action=action, reason=why, actor_oid=op.oid, actor_tid=op.tid, plan_id=deployment.plan_id,
-            resource_id=deployment.application_id, key_id=key_id, at=self._now(),
-        ))
-
+        await self._audit.record(self._audit_for(op, why)(action, deployment, key_id, None))
 
 def _emptied(deployment: Deployment) -> Deployment:
     # The generation moves on at once: the record shows the revocation, and a generation a racing exchange

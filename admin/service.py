@@ -16,9 +16,10 @@ from admin.deployments import AdminDeployments
 from admin.team_store import AdminTeamStore, TeamPage
 from core.clock import utc_now
 from core.errors import Conflict, InvalidRequest, NotFound
+from core.http import optional_flag
 from core.tables import Tables
 from keystore.keys import display_prefix, generate_key, hash_key, random_key_id
-from keystore.models import KeyRecord, KeyStatus
+from keystore.models import NEVER_ISSUED, NO_GRACE, SUPERSEDED, KeyRecord, KeyStatus
 from keystore.repository import KeyRepository
 from keystore.teams import Team
 from limits.plans import PlanCatalog
@@ -82,9 +83,11 @@ class AdminService:
         self.deployments = deployments
         self.audit_view = AuditView(tables)
 
-    async def _audit(self, op: Operator, action: str, team: Team, key_id: str | None = None) -> None:
+    async def _audit(
+        self, op: Operator, action: str, team: Team, key_id: str | None = None, *, reason: str | None = None
+    ) -> None:
         await self.audit.record(AuditEvent(
-            action=action, actor_oid=op.oid, actor_tid=op.tid, plan_id=team.plan_id,
+            action=action, reason=reason, actor_oid=op.oid, actor_tid=op.tid, plan_id=team.plan_id,
             resource_id=f"team/{team.team}", key_id=key_id, at=self.now(),
         ))
 
@@ -146,11 +149,14 @@ class AdminService:
 
     # Keys
 
-    async def _mint(self, team: Team, description: str, expires_at: datetime | None) -> MintedKey:
+    async def _mint(
+        self, team: Team, description: str, expires_at: datetime | None, *, rotated_from: str | None = None
+    ) -> MintedKey:
         key = generate_key()
         record = KeyRecord(
             key_hash=hash_key(key), key_id=random_key_id(), prefix=display_prefix(key), team=team.team,
             description=description, status=KeyStatus.ACTIVE, created_at=self.now(), expires_at=expires_at,
+            rotated_from=rotated_from,
         )
         await self.keys.insert(record)
         return MintedKey(key=key, record=record)
@@ -203,20 +209,48 @@ class AdminService:
     async def rotate_team_key(
         self, op: Operator, name: str, key_id: str, body: dict[str, Any]
     ) -> tuple[MintedKey, KeyRecord]:
-        v.check_fields(body, {"grace_hours", "description", "expires_at"})
+        """A successor for an active key. The old key keeps a grace period (or is revoked with revoke_previous);
+        the key *it* replaced is revoked, so a rotation chain never holds more than two valid keys."""
+        v.check_fields(body, {"grace_hours", "description", "expires_at", "revoke_previous"})
         grace = v.optional_number(body, "grace_hours", low=0, high=24 * 30)
+        revoke_previous = optional_flag(body, "revoke_previous")
+        if revoke_previous and grace:
+            raise InvalidRequest("grace_hours cannot be combined with revoke_previous.", param="grace_hours")
         description = v.description(body)
         expires_at = v.optional_datetime(body, "expires_at", after=self.now())
         team = await self.get_team(name)
-        old = await self._find_key(team, key_id)
+        owned = {r.key_id: r for r in await self.keys.list_for_owner(team=team.team)}
+        old = owned.get(v.key_id(key_id))
+        if old is None:
+            raise NotFound("No such key for this team.", param="key_id")
+        self._check_rotatable(team, old)
+        minted = await self._mint(team, old.description if description is None else description, expires_at,
+                                  rotated_from=old.key_id)
+        # Audited before the old key changes: a failed audit leaves the old key active, so a retry works.
+        await self._audit_minted(op, "admin.key.rotate", team, minted)
+        hours = self.rotation_grace_hours if grace is None else grace
+        superseded = await self.keys.supersede(
+            old.key_hash, at=self.now(), grace=None if revoke_previous else timedelta(hours=hours)
+        )
+        if superseded is None:
+            await self._revoke_audited(op, team, minted.record, NEVER_ISSUED)
+            raise Conflict("The key was rotated or revoked meanwhile; no new key was issued.",
+                           code="key_not_active", param="key_id")
+        if revoke_previous:
+            await self._audit(op, "admin.key.revoke", team, old.key_id, reason=NO_GRACE)
+        else:
+            await self._audit(op, "admin.key.retire", team, old.key_id)
+        predecessor = owned.get(old.rotated_from or "")
+        if predecessor is not None:
+            await self._revoke_audited(op, team, predecessor, SUPERSEDED)
+        return minted, superseded
+
+    def _check_rotatable(self, team: Team, old: KeyRecord) -> None:
         if old.status is not KeyStatus.ACTIVE or not old.is_usable(self.now()):
             raise Conflict("Only an active key can be rotated.", code="key_not_active", param="key_id")
         if team.suspended:
             raise Conflict("The team is suspended; resume it before rotating keys.", code="team_suspended")
-        minted = await self._mint(team, old.description if description is None else description, expires_at)
-        # Audited before the old key is retired: a failed audit leaves the old key active, so a retry works.
-        await self._audit_minted(op, "admin.key.rotate", team, minted)
-        hours = self.rotation_grace_hours if grace is None else grace
-        retired = await self.keys.retire(old.key_hash, until=self.now() + timedelta(hours=hours))
-        await self._audit(op, "admin.key.retire", team, old.key_id)
-        return minted, retired or old
+
+    async def _revoke_audited(self, op: Operator, team: Team, record: KeyRecord, reason: str) -> None:
+        if await self.keys.revoke(record.key_hash, at=self.now()):
+            await self._audit(op, "admin.key.revoke", team, record.key_id, reason=reason)

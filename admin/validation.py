@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import InvalidRequest
+from core.http import check_fields as check_fields  # re-exported: admin modules call v.check_fields
 
 TEAM_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -29,12 +30,6 @@ def key_id(value: str) -> str:
     if not KEY_ID.fullmatch(value):
         raise InvalidRequest("Invalid key id.", param="key_id")
     return value
-
-
-def check_fields(body: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise InvalidRequest("Unknown field in request body.", param=unknown[0][:64], code="unknown_field")
 
 
 def required_str(body: dict[str, Any], name: str, *, max_chars: int = 100) -> str:

@@ -25,6 +25,21 @@ Handler = Callable[[Request], Awaitable[Response]]
 MAX_BEARER_TOKEN_CHARS = 16 * 1024
 
 
+def check_fields(body: dict[str, Any], allowed: set[str]) -> None:
+    """Refuses a field the endpoint does not know, rather than silently ignoring a misspelt option."""
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidRequest("Unknown field in request body.", param=unknown[0][:64], code="unknown_field")
+
+
+def optional_flag(body: dict[str, Any], name: str) -> bool:
+    """A JSON boolean, false when absent; "true", 1 or null are refused, not guessed at."""
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"'{name}' must be true or false.", param=name)
+    return value
+
+
 def error_response(error: LiutongError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
 

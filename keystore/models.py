@@ -6,6 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+# Why a rotation revoked a key, as the audit log says it.
+SUPERSEDED = "superseded: a newer rotation pushed it out of the previous-key slot"
+NO_GRACE = "rotated without grace (revoke_previous)"
+NEVER_ISSUED = "never issued: a concurrent rotation or revocation came first"
+
 
 class KeyStatus(StrEnum):
     ACTIVE = "active"
@@ -31,6 +36,7 @@ class KeyRecord:
     last_used_at: datetime | None = None
     generation: int | None = None
     master_version: str | None = None
+    rotated_from: str | None = None  # key_id of the key this one replaced, so its rotation can retire the chain
 
     def __post_init__(self) -> None:
         for name in ("created_at", "expires_at", "revoked_at", "last_used_at"):

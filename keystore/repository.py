@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
@@ -36,7 +36,7 @@ _KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 _MAX_KEY_PART = 255
 
 _DATETIME_FIELDS = ("created_at", "expires_at", "revoked_at", "last_used_at")
-_OPTIONAL_FIELDS = ("deployment_id", "application_id", "generation", "master_version")
+_OPTIONAL_FIELDS = ("deployment_id", "application_id", "generation", "master_version", "rotated_from")
 
 Change = Callable[[KeyRecord], KeyRecord | None]
 
@@ -112,6 +112,7 @@ def from_entity(entity: Any) -> KeyRecord:
         last_used_at=optional_utc(entity.get("last_used_at")),
         generation=int(generation) if generation is not None else None,
         master_version=entity.get("master_version"),
+        rotated_from=entity.get("rotated_from"),
     )
 
 
@@ -133,6 +134,17 @@ def _revoked(at: datetime) -> Change:
     return change
 
 
+def _superseded(at: datetime, grace: timedelta | None) -> Change:
+    def change(record: KeyRecord) -> KeyRecord | None:
+        if record.status is not KeyStatus.ACTIVE:
+            return None
+        if grace is None:
+            return dataclasses.replace(record, status=KeyStatus.REVOKED, revoked_at=at)
+        return _retired(record, at + grace)
+
+    return change
+
+
 def _used(at: datetime) -> Change:
     def change(record: KeyRecord) -> KeyRecord | None:
         if record.last_used_at is not None and record.last_used_at >= at:
@@ -145,6 +157,11 @@ def _used(at: datetime) -> Change:
 class KeyRepository:
     def __init__(self, tables: Tables) -> None:
         self._tables = tables
+        self._listeners: list[Callable[[str], None]] = []
+
+    def on_status_change(self, listener: Callable[[str], None]) -> None:
+        """`listener(key_hash)` runs after this process revokes or retires a key (e.g. to drop a cached principal)."""
+        self._listeners.append(listener)
 
     @property
     def _keys(self) -> TableClient:
@@ -223,6 +240,15 @@ class KeyRepository:
         record, _ = await self._compare_and_swap(key_hash, lambda r: _retired(r, until))
         return record
 
+    async def supersede(self, key_hash: str, *, at: datetime, grace: timedelta | None) -> KeyRecord | None:
+        """Active -> rotating-out for `grace`, or revoked at `at` when grace is None; one caller wins.
+
+        None when the key is no longer active (a concurrent rotation or revocation came first), so two
+        rotations of one key can never both hand out a successor.
+        """
+        record, changed = await self._compare_and_swap(key_hash, _superseded(at, grace))
+        return record if changed else None
+
     async def revoke(self, key_hash: str, *, at: datetime) -> bool:
         """One-way. True only when this call revoked the key (False if missing or already revoked)."""
         _, changed = await self._compare_and_swap(key_hash, _revoked(at))
@@ -272,5 +298,8 @@ class KeyRepository:
                     )
             except (ResourceModifiedError, ResourceNotFoundError):
                 continue  # lost a race: re-read and decide again
+            if (updated.status, updated.expires_at) != (record.status, record.expires_at):
+                for listener in self._listeners:
+                    listener(key_hash)
             return updated, True
         raise ServiceUnavailable("The key record is busy; retry.", code="key_contended")

@@ -17,7 +17,7 @@ from core.errors import (
     PermissionDenied,
     ServiceUnavailable,
 )
-from keystore.keys import display_prefix
+from keystore.keys import display_prefix, hash_key
 from keystore.master_secret import MasterSecretProvider
 from keystore.repository import KeyRepository
 from provisioning.arm import ArmClient
@@ -26,8 +26,9 @@ from provisioning.binding import binding_refusal, mirid_refusal
 from provisioning.deployment_store import DeploymentStore
 from provisioning.deployments import Deployment
 from provisioning.entra import TokenClaims, TokenValidator
+from provisioning.key_slots import KeySlots
 from provisioning.notifications import deployment_id_for, normalize_application_id
-from provisioning.rotation import RotationPolicy, current_key, rotate, rotation_due
+from provisioning.rotation import RotationPolicy, current_key, rotation_due
 
 logger = logging.getLogger("liutong.exchange")
 
@@ -72,16 +73,18 @@ class KeyExchange:
         self._validator = validator
         self._deployments = deployments
         self._arm = arm
-        self._keys = keys
         self._masters = masters
         self._audit = audit
-        self._policy = policy
         self._now = now
+        self._slots = KeySlots(store=deployments, keys=keys, masters=masters, policy=policy, audit=audit)
 
     async def authenticate(self, token: str) -> TokenClaims:
         return await self._validator.validate(token)
 
-    async def exchange(self, claims: TokenClaims, application_id: str, *, force_rotate: bool = False) -> KeyGrant:
+    async def exchange(
+        self, claims: TokenClaims, application_id: str, *, force_rotate: bool = False, revoke_previous: bool = False
+    ) -> KeyGrant:
+        """The current key; `force_rotate` makes a new generation first, `revoke_previous` leaves no key in grace."""
         app_id = normalize_application_id(application_id)
         refusal = mirid_refusal(claims.xms_mirid, app_id)
         if refusal:
@@ -93,7 +96,9 @@ class KeyExchange:
             raise NotFound("No marketplace deployment is known for this application.", param="application_id")
         self._check_state(deployment)
         deployment = await self._ensure_binding(deployment, actor)
-        return await self._current_grant(deployment, actor, force_rotate=force_rotate)
+        return await self._current_grant(
+            deployment, actor, force_rotate=force_rotate, revoke_previous=revoke_previous
+        )
 
     def _check_state(self, deployment: Deployment) -> None:
         if deployment.refuses_keys:
@@ -123,64 +128,45 @@ class KeyExchange:
             return saved
         raise ServiceUnavailable("The deployment is changing too fast; retry.")
 
-    async def _current_grant(self, deployment: Deployment, actor: _Actor, *, force_rotate: bool) -> KeyGrant:
+    async def _current_grant(
+        self, deployment: Deployment, actor: _Actor, *, force_rotate: bool, revoke_previous: bool
+    ) -> KeyGrant:
+        audit_for = actor.audit_for
         for _ in range(MAX_ATTEMPTS):
             now = self._now()
-            deployment = await self._retire_previous(deployment, now)
+            deployment = await self._slots.retire_previous(deployment, now=now)
+            key = None
             if not force_rotate and not rotation_due(deployment, now):
-                grant = await self._existing_grant(deployment, now)
-                if grant is not None:
-                    return grant
-            base_generation = deployment.generation
-            try:
-                return await self._rotate(deployment, actor, now)
-            except ConcurrencyConflict:
-                deployment = await self._reload(deployment)
-                self._check_state(deployment)
-                if deployment.generation > base_generation:
-                    force_rotate = False
+                key = await self._existing_key(deployment)
+            if key is None:
+                base_generation = deployment.generation
+                try:
+                    deployment, key = await self._slots.rotate(deployment, now=now, audit_for=audit_for)
+                except ConcurrencyConflict:
+                    deployment = await self._slots.reload(deployment)
+                    self._check_state(deployment)
+                    if deployment.generation > base_generation:
+                        force_rotate = False  # someone else's rotation of the same record counts as ours
+                    continue
+            if revoke_previous:
+                deployment = await self._slots.drop_previous(deployment, now=now, audit_for=audit_for)
+                if hash_key(key) != deployment.current_key_hash:
+                    force_rotate = False  # the record moved on while the slot was emptied: hand out its current key
+                    continue
+            return _grant(deployment, key, now)
         raise ServiceUnavailable("The deployment is changing too fast; retry.")
 
-    async def _existing_grant(self, deployment: Deployment, now: datetime) -> KeyGrant | None:
+    async def _existing_key(self, deployment: Deployment) -> str | None:
         if deployment.master_version is None:
             return None
         master = await self._masters.get(deployment.master_version)
         key = current_key(deployment, master) if master is not None else None
         if key is None:
             logger.warning("master secret %s cannot re-derive the current key: rotating", deployment.master_version)
-            return None
-        return _grant(deployment, key, now)
-
-    async def _rotate(self, deployment: Deployment, actor: _Actor, now: datetime) -> KeyGrant:
-        master = await self._masters.current()
-        rotation = rotate(deployment, master, self._policy, now)
-        # A key row whose generation loses the race is never handed out and nobody can know it
-        # (derivation needs the master secret); it is not revoked, because the winner of the
-        # same generation derives the very same key.
-        await self._keys.insert(rotation.record)
-        saved = await self._deployments.replace(rotation.deployment)
-        action = "mint" if rotation.record.generation == 1 else "rotate"
-        await self._audit.record(actor.event(action, saved, key_id=rotation.record.key_id))
-        logger.info("%s key %s (%s)", action, rotation.record.key_id, rotation.record.prefix)
-        saved = await self._retire_previous(saved, now)
-        return _grant(saved, rotation.key, now)
-
-    async def _retire_previous(self, deployment: Deployment, now: datetime) -> Deployment:
-        """Start the grace period of the previous key; repeated until it is recorded as done."""
-        if deployment.previous_retired or deployment.previous_key_hash is None:
-            return deployment
-        until = deployment.previous_valid_until or now
-        await self._keys.retire(deployment.previous_key_hash, until=until)
-        try:
-            return await self._deployments.replace(dataclasses.replace(deployment, previous_retired=True))
-        except ConcurrencyConflict:
-            return await self._reload(deployment)
+        return key
 
     async def _reload(self, deployment: Deployment) -> Deployment:
-        latest = await self._deployments.get(deployment.deployment_id)
-        if latest is None:
-            raise NotFound("No marketplace deployment is known for this application.", param="application_id")
-        return latest
+        return await self._slots.reload(deployment)
 
     async def _refuse(self, actor: _Actor, deployment: Deployment | None, reason: str) -> None:
         event = actor.event("refuse", deployment, outcome="refused", reason=reason)
@@ -203,6 +189,9 @@ class _Actor:
             resource_id=self.application_id,
             **fields,
         )
+
+    def audit_for(self, action: str, deployment: Deployment, key_id: str | None, reason: str | None) -> AuditEvent:
+        return self.event(action, deployment, key_id=key_id, reason=reason)
 
 
 def _grant(deployment: Deployment, key: str, now: datetime) -> KeyGrant:

@@ -4,7 +4,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.errors import InvalidRequest
-from core.http import bearer_token, endpoint, read_json_object
+from core.http import bearer_token, check_fields, endpoint, optional_flag, read_json_object
 from services import get_services
 
 _NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
@@ -33,8 +33,13 @@ async def _exchange(req: Request, *, force_rotate: bool) -> Response:
     services = await get_services()
     claims = await services.exchange.authenticate(bearer_token(req))
     body = await read_json_object(req, max_bytes=services.settings.max_body_bytes)
+    check_fields(body, {"application_id", "revoke_previous"} if force_rotate else {"application_id"})
     application_id = body.get("application_id")
     if not isinstance(application_id, str) or not application_id:
         raise InvalidRequest("application_id must be a managed application resource ID.", param="application_id")
-    grant = await services.exchange.exchange(claims, application_id, force_rotate=force_rotate)
+    revoke_previous = optional_flag(body, "revoke_previous")
+    grant = await services.exchange.exchange(
+        claims, application_id, force_rotate=force_rotate, revoke_previous=revoke_previous
+    )
     return JSONResponse(grant.body(), headers=_NO_STORE)
+

@@ -18,7 +18,7 @@ from core.settings import Settings
 from core.tables import Tables
 from keystore.keys import hash_key
 from keystore.master_secret import SettingMasterSecret
-from keystore.models import KeyStatus
+from keystore.models import NO_GRACE, SUPERSEDED, KeyStatus
 from keystore.repository import KeyRepository
 from limits.plans import PlanCatalog
 from provisioning.audit import AuditLog
@@ -140,16 +140,47 @@ async def test_rotate_keeps_the_old_key_for_the_grace_and_the_exchange_returns_t
     assert sorted(e["action"] for e in history[-2:]) == ["admin.deployment.retire", "admin.deployment.rotate"]
 
 
-async def test_rotate_twice_retires_every_earlier_key(world: World) -> None:
+async def test_rotate_twice_revokes_the_key_pushed_out_of_the_previous_slot(world: World) -> None:
     dep = await world.deploy("app-twice")
     first = await world.fetch(dep)
     assert (await world.post(dep, "rotate")).status_code == 200
-    assert (await world.post(dep, "rotate")).status_code == 200
-    current = await world.fetch(dep)
-    owned = await world.keys.list_for_owner(deployment_id=dep)
+    second = (await world.post(dep, "rotate")).json()
+    owned = {r.key_id: r for r in await world.keys.list_for_owner(deployment_id=dep)}
     assert len(owned) == 3
-    assert [r.status for r in owned if r.key_id != current.key_id] == [KeyStatus.ROTATING_OUT] * 2
-    assert await world.usable(first.key) and await world.usable(current.key)
+    assert owned[first.key_id].status is KeyStatus.REVOKED and owned[first.key_id].revoked_at == world.clock.now
+    assert owned[second["previous_key_id"]].status is KeyStatus.ROTATING_OUT
+    assert owned[second["current_key_id"]].status is KeyStatus.ACTIVE
+    assert [r.key_id for r in owned.values() if r.is_usable(world.clock.now)] == [
+        second["previous_key_id"], second["current_key_id"]]
+    revoked = await admin_audit(world, "admin.deployment.revoke")
+    assert [(r["key_id"], r["reason"]) for r in revoked] == [(first.key_id, SUPERSEDED)]
+
+
+async def test_rotate_with_revoke_previous_leaves_only_the_new_key(world: World) -> None:
+    dep = await world.deploy("app-leaked")
+    leaked = await world.fetch(dep)
+    response = await world.post(dep, "rotate", json={"revoke_previous": True, "reason": "key leaked"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["previous_key_id"] is None and body["previous_valid_until"] is None
+    assert not await world.usable(leaked.key)
+    usable = [r.key_id for r in await world.keys.list_for_owner(deployment_id=dep) if r.is_usable(world.clock.now)]
+    assert usable == [body["current_key_id"]]
+    assert (await world.fetch(dep)).key_id == body["current_key_id"]
+    revoked = await admin_audit(world, "admin.deployment.revoke")
+    assert [(r["key_id"], r["reason"]) for r in revoked] == [(leaked.key_id, f"{NO_GRACE}; key leaked")]
+
+
+@pytest.mark.parametrize("body", [{"revoke_previous": "yes"}, {"revoke_previous": 1}, {"revoke_previous": None},
+                                  {"grace": 0}])
+async def test_rotate_refuses_a_bad_revoke_previous_and_changes_nothing(world: World, body: dict[str, Any]) -> None:
+    dep = await world.deploy("app-bad-flag")
+    await world.fetch(dep)
+    before = await snapshot(world.tables)
+    response = await world.post(dep, "rotate", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == next(iter(body))
+    assert await snapshot(world.tables) == before
 
 
 async def test_rotate_refuses_deployments_without_a_key_or_deleted(world: World) -> None:

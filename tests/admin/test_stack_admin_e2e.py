@@ -12,7 +12,8 @@ import httpx
 import openai
 import pytest
 
-from localdev.stack import ADMIN_APP_ID_URI, ADMIN_AUTOMATION_CLIENT_ID, LocalStack
+from localdev.stack import LocalStack
+from tests.admin.stack_operator import operator_api
 
 pytestmark = pytest.mark.e2e
 
@@ -21,17 +22,8 @@ MESSAGES = [{"role": "user", "content": "hello"}]
 
 @pytest.fixture
 async def admin(stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
-    assert stack.standin is not None
-    tenant = stack.settings().admin_tenant_id
-    async with httpx.AsyncClient(timeout=30) as http:
-        grant = await http.post(f"{stack.standin.base_url}/{tenant}/oauth2/v2.0/token", data={
-            "grant_type": "client_credentials", "client_id": ADMIN_AUTOMATION_CLIENT_ID,
-            "client_secret": stack.admin_automation_secret, "scope": f"{ADMIN_APP_ID_URI}/.default",
-        })
-        assert grant.status_code == 200, grant.text
-        headers = {"authorization": f"Bearer {grant.json()['access_token']}"}
-        async with httpx.AsyncClient(base_url=f"{stack.service_url}/api/admin", headers=headers, timeout=30) as api:
-            yield api
+    async with operator_api(stack) as api:
+        yield api
 
 
 async def chat_status(stack: LocalStack, key: str) -> int:

@@ -10,7 +10,7 @@ import pytest
 from core.errors import AuthenticationFailed, NotFound, PermissionDenied
 from core.tables import Tables
 from keystore.keys import hash_key
-from keystore.master_secret import SettingMasterSecret
+from keystore.master_secret import MasterSecret, SettingMasterSecret
 from keystore.models import KeyStatus
 from keystore.repository import KeyRepository
 from provisioning.arm import ApplicationIdentity, ArmClient, ManagedApplication
@@ -67,6 +67,22 @@ def arm_application(**overrides: Any) -> ManagedApplication:
     return ManagedApplication(**values)
 
 
+class SwitchableMaster:
+    """A master secret provider the operator can change under a running service."""
+
+    def __init__(self, value: str) -> None:
+        self.inner = SettingMasterSecret(value)
+
+    async def current(self) -> MasterSecret:
+        return await self.inner.current()
+
+    async def get(self, version: str) -> MasterSecret | None:
+        return await self.inner.get(version)
+
+    async def close(self) -> None:
+        return None
+
+
 @dataclasses.dataclass
 class World:
     exchange: KeyExchange
@@ -75,22 +91,28 @@ class World:
     keys: KeyRepository
     deployments: DeploymentStore
     clock: Clock
+    masters: SwitchableMaster
 
 
 @pytest.fixture
 async def world(tables: Tables) -> World:
+    return await make_world(tables)
+
+
+async def make_world(tables: Tables) -> World:
     clock = Clock()
     arm = FakeArm(arm_application())
     keys = KeyRepository(tables)
     deployments = DeploymentStore(tables)
     audit = AuditLog(tables)
+    masters = SwitchableMaster("m" * 40)
     exchange = KeyExchange(
         validator=cast(TokenValidator, None), deployments=deployments, arm=cast(ArmClient, arm), keys=keys,
-        masters=SettingMasterSecret("m" * 40), audit=audit, policy=POLICY, now=clock,
+        masters=masters, audit=audit, policy=POLICY, now=clock,
     )
     webhook = MarketplaceWebhook(secret="s", deployments=deployments, keys=keys, audit=audit, now=clock)
     await webhook.handle(notification(app_id=APP_ID))
-    return World(exchange, webhook, arm, keys, deployments, clock)
+    return World(exchange, webhook, arm, keys, deployments, clock, masters)
 
 
 async def test_repeated_fetches_return_the_same_key_and_arm_is_asked_once(world: World) -> None:
@@ -190,9 +212,10 @@ async def test_inactive_deployments_are_refused_and_delete_revokes(world: World,
 
 async def test_master_secret_change_rotates_to_a_new_generation(world: World, tables: Tables) -> None:
     first = await world.exchange.exchange(claims(), APP_ID)
-    world.exchange._masters = SettingMasterSecret("n" * 40)  # the operator rotated the master secret
+    world.masters.inner = SettingMasterSecret("n" * 40)  # the operator rotated the master secret
     second = await world.exchange.exchange(claims(), APP_ID)
     assert second.key != first.key and second.key_id != first.key_id
+    assert second.key_id.endswith((await world.masters.current()).version)
 
 
 

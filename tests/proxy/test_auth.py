@@ -122,3 +122,21 @@ async def test_suspended_team_is_refused(world) -> None:
     await teams.put(Team(team="paused", plan_id="internal", status="suspended"))
     with pytest.raises(PermissionDenied):
         await resolver.resolve(key)
+
+
+async def test_a_revocation_by_this_instance_drops_its_cached_principal_at_once(world) -> None:
+    resolver, repository, teams, _ = world
+    repository.on_status_change(resolver.forget)
+    key = await team_key(repository, teams)
+    other = await team_key(repository, teams)
+    await resolver.resolve(key)
+    await resolver.resolve(other)
+    await repository.revoke(keys.hash_key(key), at=NOW)
+    with pytest.raises(AuthenticationFailed):
+        await resolver.resolve(key)  # no clock advance: the entry was dropped, not expired
+    reads = repository.reads
+    await resolver.resolve(other)
+    assert repository.reads == reads  # other keys stay cached
+    await repository.record_last_used(keys.hash_key(other), at=NOW)
+    await resolver.resolve(other)
+    assert repository.reads == reads  # bookkeeping writes do not drop the entry

@@ -31,8 +31,10 @@ def _show(ctx: Context, args: argparse.Namespace) -> int:
 
 def _action(action: str) -> Any:
     def run(ctx: Context, args: argparse.Namespace) -> int:
-        body = {"reason": args.reason} if args.reason else None
-        ctx.out.show(ctx.api.call("POST", _path(args.deployment_id, action), body=body))
+        body: dict[str, Any] = {"reason": args.reason} if args.reason else {}
+        if getattr(args, "no_grace", False):
+            body["revoke_previous"] = True
+        ctx.out.show(ctx.api.call("POST", _path(args.deployment_id, action), body=body or None))
         return 0
 
     return run
@@ -50,3 +52,6 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         parser = leaf(deployments, action, text, common, _action(action))
         parser.add_argument("deployment_id")
         parser.add_argument("--reason", help="recorded in the audit log")
+        if action == "rotate":
+            parser.add_argument("--no-grace", action="store_true",
+                                help="revoke the replaced key now instead of after a grace period (it has leaked)")

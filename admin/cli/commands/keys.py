@@ -53,6 +53,8 @@ def _mint(ctx: Context, args: argparse.Namespace) -> int:
 
 def _rotate(ctx: Context, args: argparse.Namespace) -> int:
     body = _body(args, ("description", "expires_at", "grace_hours"))
+    if args.no_grace:
+        body["revoke_previous"] = True
     _print_minted(ctx, ctx.api.call("POST", _key_path(args.team, args.key_id, "rotate"), body=body))
     return 0
 
@@ -100,7 +102,9 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     rotate = leaf(keys, "rotate", "replace a key; the old one keeps working for a grace period", common, _rotate)
     rotate.add_argument("team")
     rotate.add_argument("key_id")
-    rotate.add_argument("--grace-hours", type=float, help="how long the old key stays usable")
+    grace = rotate.add_mutually_exclusive_group()
+    grace.add_argument("--grace-hours", type=float, help="how long the old key stays usable")
+    grace.add_argument("--no-grace", action="store_true", help="revoke the old key now (it has leaked)")
     rotate.add_argument("--description")
     rotate.add_argument("--expires-at", help="ISO 8601 timestamp with a UTC offset")
     revoke_all = leaf(keys, "revoke-all", "revoke every key of a team", common, _revoke_all)
