@@ -14,8 +14,7 @@ import asyncio
 import dataclasses
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -24,6 +23,7 @@ from azure.data.tables.aio import TableClient
 
 from core.errors import Conflict, InvalidRequest, ServiceUnavailable
 from core.tables import Tables, storage_errors
+from keystore.entities import from_entity, to_entity
 from keystore.keys import hash_key, is_key_hash, is_well_formed
 from keystore.models import KeyRecord, KeyStatus
 
@@ -34,9 +34,6 @@ MAX_CAS_ATTEMPTS = 10
 # Characters Table Storage refuses in PartitionKey/RowKey: / \ # ? and control characters.
 _KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 _MAX_KEY_PART = 255
-
-_DATETIME_FIELDS = ("created_at", "expires_at", "revoked_at", "last_used_at")
-_OPTIONAL_FIELDS = ("deployment_id", "application_id", "generation", "master_version", "rotated_from")
 
 Change = Callable[[KeyRecord], KeyRecord | None]
 
@@ -66,54 +63,6 @@ def owner_partitions(record: KeyRecord) -> list[str]:
     if record.team:
         owners.append(owner_partition(team=record.team))
     return owners
-
-
-def to_entity(record: KeyRecord) -> dict[str, Any]:
-    entity: dict[str, Any] = {
-        "PartitionKey": record.key_hash[:2],
-        "RowKey": record.key_hash,
-        "key_id": record.key_id,
-        "prefix": record.prefix,
-        "team": record.team,
-        "description": record.description,
-        "status": record.status.value,
-    }
-    for name in (*_DATETIME_FIELDS, *_OPTIONAL_FIELDS):
-        value = getattr(record, name)
-        if value is not None:  # the SDK skips None; we never clear a field, so MERGE stays correct
-            entity[name] = value.astimezone(UTC) if isinstance(value, datetime) else value
-    return entity
-
-
-def plain_utc(value: Any) -> datetime:
-    # The SDK returns a datetime subclass; normalise so records compare and print plainly.
-    v = value.astimezone(UTC)
-    return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, tzinfo=UTC)
-
-
-def optional_utc(value: Any) -> datetime | None:
-    return None if value is None else plain_utc(value)
-
-
-def from_entity(entity: Any) -> KeyRecord:
-    generation = entity.get("generation")
-    return KeyRecord(
-        key_hash=entity["RowKey"],
-        key_id=entity["key_id"],
-        prefix=entity["prefix"],
-        team=entity.get("team", ""),
-        description=entity.get("description", ""),
-        status=KeyStatus(entity["status"]),
-        created_at=plain_utc(entity["created_at"]),
-        deployment_id=entity.get("deployment_id"),
-        application_id=entity.get("application_id"),
-        expires_at=optional_utc(entity.get("expires_at")),
-        revoked_at=optional_utc(entity.get("revoked_at")),
-        last_used_at=optional_utc(entity.get("last_used_at")),
-        generation=int(generation) if generation is not None else None,
-        master_version=entity.get("master_version"),
-        rotated_from=entity.get("rotated_from"),
-    )
 
 
 def _retired(record: KeyRecord, until: datetime) -> KeyRecord | None:

@@ -13,7 +13,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 
 from core.tables import Tables, storage_errors
-from keystore.repository import optional_utc
+from keystore.entities import optional_utc
 
 
 @dataclass(frozen=True)
