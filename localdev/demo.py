@@ -76,9 +76,9 @@ class Demo:
         expect(response, 200)
         return f"deployment is {response.json()['provisioningState']}"
 
-    async def exchange(self, path: str = "/api/provisioning/key") -> dict[str, Any]:
+    async def exchange(self, path: str = "/api/provisioning/key", **options: Any) -> dict[str, Any]:
         response = await self.http.post(
-            path, json={"application_id": APPLICATION_ID}, headers={"authorization": f"Bearer {self.token}"}
+            path, json={"application_id": APPLICATION_ID, **options}, headers={"authorization": f"Bearer {self.token}"}
         )
         expect(response, 200)
         body: dict[str, Any] = response.json()
@@ -98,6 +98,20 @@ class Demo:
         check(body["previous_key_valid_until"] is not None, "no grace period for the previous key")
         self.keys.append(body["key"])
         return f"new key {body['prefix']}…, previous valid until {body['previous_key_valid_until']}"
+
+    async def leaked_key_rotation(self) -> str:
+        body = await self.exchange("/api/provisioning/key/rotate", revoke_previous=True)
+        check(body["previous_key_valid_until"] is None, "the leaked key kept a grace period")
+        refused = []
+        for key in self.keys:  # every earlier key; revocation is immediate on the instance that made it
+            api = openai.AsyncOpenAI(base_url=f"{self.stack.service_url}/v1", api_key=key, max_retries=0)
+            try:
+                await api.models.list()
+            except openai.AuthenticationError:
+                refused.append(key)
+        check(refused == self.keys, f"{len(self.keys) - len(refused)} earlier key(s) still work")
+        self.keys.append(body["key"])
+        return f"new key {body['prefix']}…; all {len(refused)} earlier keys now get 401"
 
     async def chat_and_embeddings(self) -> str:
         api = openai.AsyncOpenAI(base_url=f"{self.stack.service_url}/v1", api_key=self.keys[-1], max_retries=0)
@@ -151,6 +165,7 @@ class Demo:
         await self.step("chat (streamed) and embeddings through the openai SDK", self.chat_and_embeddings)
         await self.step("usage report (metadata only)", self.usage_report)
         await self.step("forced rotation", self.forced_rotation)
+        await self.step("rotation without grace (a leaked key)", self.leaked_key_rotation)
         await self.step("webhook DELETE Deleting (bills the last hour)", lambda: self.notify(
             "DELETE", "Deleting", "2026-01-02T00:00:00Z"))
         await self.step("metering submission", self.metering_submitted)
