@@ -35,6 +35,15 @@ DEFAULT_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
 def write_self_signed_cert(directory: Path, *, host: str = "127.0.0.1") -> tuple[Path, Path]:
     """Writes cert.pem and key.pem for `host`, localhost and 127.0.0.1; returns their paths."""
+    cert_pem, key_pem = self_signed_pem(host=host)
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert_pem)
+    key_path.write_bytes(key_pem)
+    return cert_path, key_path
+
+
+def self_signed_pem(*, host: str = "127.0.0.1", days: int = 2) -> tuple[bytes, bytes]:
+    """A self-signed server certificate for `host`, localhost and 127.0.0.1, and its key (both PEM)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "liutong key vault stand-in")])
     now = dt.datetime.now(dt.UTC)
@@ -52,7 +61,7 @@ def write_self_signed_cert(directory: Path, *, host: str = "127.0.0.1") -> tuple
         .public_key(public)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -60,14 +69,10 @@ def write_self_signed_cert(directory: Path, *, host: str = "127.0.0.1") -> tuple
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
     )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    return cert_path, key_path
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
 @dataclass

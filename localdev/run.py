@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from pathlib import Path
 
 import uvicorn
 
@@ -17,6 +19,7 @@ Liutong provisioning is running locally (Ctrl-C stops everything):
   Azure stand-in {standin}   (Entra OIDC/JWKS, managed identity endpoint, ARM)
   Azurite tables http://{host}:{azurite}/devstoreaccount1
   model upstream {upstream}
+  stand-in keys  {state_dir}   (kept across restarts: tokens cached before one stay valid)
 
   webhook secret         {secret}
   IDENTITY_ENDPOINT={identity_endpoint}
@@ -60,11 +63,17 @@ Admin API and CLI ({profile_note}):
 """
 
 
+def standin_state_dir(environ: Mapping[str, str]) -> Path:
+    """The stand-in's signing key and TLS certificate, beside the CLI's token cache (XDG_CACHE_HOME)."""
+    cache = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")
+    return Path(cache) / "liutong-local" / "standin"
+
+
 def main() -> None:
     logging.basicConfig(level=os.environ.get("LIUTONG_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s %(message)s")
     # The Azure SDK logs every request's headers at INFO; the service's own lines are what matter here.
     logging.getLogger("azure").setLevel(logging.WARNING)
-    stack = LocalStack(ports=Ports())
+    stack = LocalStack(ports=Ports(), standin_state_dir=standin_state_dir(os.environ))
     try:
         settings = stack.start_dependencies()
         assert stack.standin is not None
@@ -81,6 +90,7 @@ def main() -> None:
                 identity_header=stack.standin.identity_header,
                 audience=API_APP_ID_URI,
                 upstream=stack.upstream.base_url if stack.upstream else "LIUTONG_UPSTREAMS_FILE",
+                state_dir=stack.standin_state_dir,
                 profile_note=f"profile {profile}" if default else f"export {PROFILE_ENV}={profile}",
                 device_login=f"{stack.standin.base_url}/devicelogin",
                 automation_secret=stack.admin_automation_secret,

@@ -61,6 +61,8 @@ class LocalStack:
     admin_automation_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     setting_overrides: dict[str, Any] = field(default_factory=dict)
     azurite_location: str | None = None  # None: in memory; a folder: data survives an Azurite restart
+    # None: fresh keys each start; a folder: the stand-in's signing key and TLS certificate survive a restart.
+    standin_state_dir: Path | None = None
     azurite_process: subprocess.Popen[bytes] | None = None
     standin: RunningStandin | None = None
     upstream: mock_upstream.RunningMockUpstream | None = None
@@ -77,7 +79,8 @@ class LocalStack:
         self.azurite_process = azurite.start_azurite(HOST, self.ports.azurite, location=self.azurite_location)
         # Polls every second: nobody should wait Entra's 5 s after approving a local sign-in.
         self.standin = start_in_thread(
-            HOST, self.ports.standin, tls_port=self.ports.standin_tls, device_code_interval_seconds=1
+            HOST, self.ports.standin, tls_port=self.ports.standin_tls, device_code_interval_seconds=1,
+            state_dir=self.standin_state_dir,
         )
         self.configure_admin()
         for name in _COMPETING_IDENTITY_VARS:

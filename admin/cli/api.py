@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -15,6 +15,7 @@ from admin.cli.errors import ApiError, Unavailable
 
 TIMEOUT_SECONDS = 60.0
 MAX_PAGES = 10_000
+T = TypeVar("T")
 
 
 @dataclass
@@ -47,11 +48,21 @@ def _clean(params: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 class AdminApi:
+    """`token` gives the bearer token; `renew` drops it and gives a new one, once, when the API refuses it as
+    stale (ApiError.stale_token)."""
+
     def __init__(
-        self, base_url: str, token: Callable[[], str], *, transport: httpx.BaseTransport | None = None
+        self,
+        base_url: str,
+        token: Callable[[], str],
+        *,
+        renew: Callable[[], str] | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._base_url = base_url
         self._token = token
+        self._renew = renew
+        self._renewed = False
         self._bearer: str | None = None
         self._client = httpx.Client(
             base_url=base_url, timeout=TIMEOUT_SECONDS, transport=transport, headers={"user-agent": "liutong-admin"}
@@ -68,9 +79,23 @@ class AdminApi:
     def _unreachable(self, error: httpx.TransportError) -> Unavailable:
         return Unavailable(f"Cannot reach the admin API at {self._base_url}: {type(error).__name__}")
 
+    def _renewing(self, attempt: Callable[[], T]) -> T:
+        # Sending again is safe: the API authenticates before it acts, so a refused request changed nothing.
+        try:
+            return attempt()
+        except ApiError as error:
+            if self._renew is None or self._renewed or not error.stale_token:
+                raise
+            self._renewed = True
+            self._bearer = self._renew()
+        return attempt()
+
     def call(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None
     ) -> dict[str, Any]:
+        return self._renewing(lambda: self._call_once(method, path, params, body))
+
+    def _call_once(self, method: str, path: str, params: Mapping[str, Any] | None, body: Any) -> dict[str, Any]:
         headers = self._headers()
         try:
             response = self._client.request(method, path, params=_clean(params), json=body, headers=headers)
@@ -101,6 +126,11 @@ class AdminApi:
         self, path: str, params: Mapping[str, Any], destination: Path, progress: Callable[[int, int | None], None]
     ) -> int:
         """Streams the answer into `destination` (replaced only when complete); returns its size in bytes."""
+        return self._renewing(lambda: self._download_once(path, params, destination, progress))
+
+    def _download_once(
+        self, path: str, params: Mapping[str, Any], destination: Path, progress: Callable[[int, int | None], None]
+    ) -> int:
         headers = self._headers()
         partial = destination.with_name(destination.name + ".part")
         written = 0

@@ -98,24 +98,41 @@ class SignIn:
         """Signs in and returns who is signed in (a UPN or the app's client ID)."""
         if self.uses_client_secret:
             # A cached token would prove nothing about the secret given now.
-            app_tokens = self.cache.cache.search(
-                msal.TokenCache.CredentialType.ACCESS_TOKEN, query={"client_id": self.config.client_id}
-            )
-            for entry in list(app_tokens):
-                self.cache.cache.remove_at(entry)
+            self._forget_access_tokens()
             self._client_token()
             return f"app {self.config.client_id}"
+        claims = self._device_flow(stderr).get("id_token_claims") or {}
+        return str(claims.get("preferred_username") or claims.get("oid") or "signed in")
+
+    def renew(self, stderr: TextIO) -> str:
+        """After the API refused the cached token: forgets it and gets a new one, silently with client
+        credentials, by a new device-code sign-in for a person."""
+        self._forget_access_tokens()
+        if self.uses_client_secret:
+            return self._client_token()
+        print("The admin API refused your cached sign-in: sign in again.", file=stderr, flush=True)
+        return str(self._device_flow(stderr)["access_token"])
+
+    def _forget_access_tokens(self) -> None:
+        entries = self.cache.cache.search(
+            msal.TokenCache.CredentialType.ACCESS_TOKEN, query={"client_id": self.config.client_id}
+        )
+        for entry in list(entries):
+            self.cache.cache.remove_at(entry)
+        # Saved at once: a refused token must not come back on the next run if getting a new one fails.
+        self.cache.save()
+
+    def _device_flow(self, stderr: TextIO) -> dict[str, Any]:
         app = self._app()
         flow = app.initiate_device_flow(scopes=[self.config.scope])
         if "user_code" not in flow:
             raise AuthError(f"Sign-in could not start: {_failure(flow, 'no device code')}")
         print(flow["message"], file=stderr, flush=True)
-        result = app.acquire_token_by_device_flow(flow)
+        result: dict[str, Any] = app.acquire_token_by_device_flow(flow)
         if "access_token" not in result:
             raise AuthError(f"Sign-in failed: {_failure(result, 'no token')}")
         self.cache.save()
-        claims = result.get("id_token_claims") or {}
-        return str(claims.get("preferred_username") or claims.get("oid") or "signed in")
+        return result
 
     def token(self) -> str:
         """An access token for the admin API, from the cache (refreshed as needed)."""

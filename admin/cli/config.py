@@ -119,8 +119,14 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Conf
         tenant=pick("tenant"),
         client_id=pick("client_id"),
         scope=pick("scope"),
-        ca_bundle=pick("ca_bundle"),
+        ca_bundle=_existing_ca_bundle(pick("ca_bundle")),
         client_secret=flags.get("client_secret") or environ.get(ENV_NAMES["client_secret"]) or None,
         token_cache=Path(cache_file) if cache_file else cache_path(environ),
         profile=profile_file,
     )
+
+
+def _existing_ca_bundle(path: str | None) -> str | None:
+    if path is not None and not Path(path).is_file():
+        raise UsageError(f"The CA bundle {path} does not exist (a local profile: run `make run` again).")
+    return path

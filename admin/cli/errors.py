@@ -4,6 +4,10 @@ allowed (401/403), 4 the service is unavailable (5xx, network)."""
 from __future__ import annotations
 
 OK, API_ERROR, USAGE, AUTH, UNAVAILABLE = 0, 1, 2, 3, 4
+# 401 codes (provisioning/entra.py) for a token that will never be accepted but whose successor may be: the
+# signing key is gone or replaced (a restarted local stand-in, a key rollover), it expired, or it names an
+# issuer that moved. Not the 403s (role, tenant): a new token of the same principal would be refused too.
+STALE_TOKEN_CODES = frozenset({"unknown_signing_key", "invalid_signature", "token_expired", "invalid_issuer"})
 
 
 class CliError(Exception):
@@ -44,3 +48,8 @@ class ApiError(CliError):
             self.exit_code = AUTH
         elif status >= 500:
             self.exit_code = UNAVAILABLE
+
+    @property
+    def stale_token(self) -> bool:
+        """The API refused the token itself, and a newly acquired one may be accepted."""
+        return self.status == 401 and self.code in STALE_TOKEN_CODES

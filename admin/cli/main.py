@@ -78,7 +78,7 @@ def main(
         out.error(error.message)
         return error.exit_code
     sign_in = SignIn(config)
-    api = AdminApi(config.url, sign_in.token)
+    api = AdminApi(config.url, sign_in.token, renew=lambda: sign_in.renew(out.stderr))
     try:
         return int(args.run(Context(config, out, sign_in, api, stdin or sys.stdin), args))
     except requests.RequestException as error:

@@ -14,8 +14,10 @@ from typing import Any
 import uvicorn
 
 from localdev.keyvault_standin import write_self_signed_cert
+from localdev.standin import persisted
 from localdev.standin.app import create_app
 from localdev.standin.msi import PATH as MSI_PATH
+from localdev.standin.signing import KeyRing
 from localdev.standin.state import StandinConfig, StandinState
 
 
@@ -58,10 +60,12 @@ class RunningStandin:
         server: uvicorn.Server,
         thread: threading.Thread,
         tls_dir: tempfile.TemporaryDirectory[str] | None = None,
+        ca_path: Path | None = None,
     ) -> None:
         self.state = state
         self._servers = [(server, thread)]
         self._tls_dir = tls_dir
+        self._ca_path = ca_path
 
     def serve_also(self, server: uvicorn.Server, sock: socket.socket, *, name: str, startup_timeout: float) -> None:
         """Another listener (e.g. HTTPS beside HTTP) for the same state, stopped with the rest."""
@@ -70,7 +74,7 @@ class RunningStandin:
     @property
     def ca_path(self) -> Path | None:
         """The self-signed certificate to trust (e.g. msal's `verify=`) when served over HTTPS."""
-        return Path(self._tls_dir.name) / "cert.pem" if self._tls_dir else None
+        return self._ca_path
 
     @property
     def base_url(self) -> str:
@@ -121,6 +125,7 @@ def start_in_thread(
     tls: bool = False,
     tls_port: int | None = None,
     startup_timeout: float = 10.0,
+    state_dir: Path | None = None,
     **overrides: Any,
 ) -> RunningStandin:
     """Serve on host:port (0 = any free port) and return once it accepts connections.
@@ -129,16 +134,18 @@ def start_in_thread(
     With `tls`, serves HTTPS with a fresh self-signed certificate (`ca_path`): msal refuses http authorities.
     With `tls_port` (0 = any free port), serves plain HTTP on `port` (issuers, the service's JWKS, ARM) and
     the same state over HTTPS on `tls_port` too (`https_url`), for msal.
+    With `state_dir`, the signing key and the TLS certificate are those kept there (localdev.standin.persisted),
+    so tokens and the CA file of an earlier run stay good; without, both are fresh and forgotten on stop.
     """
+    keys = KeyRing(persisted.signing_key(state_dir)) if state_dir is not None else None
     sock = bind(host, port)
     try:
         tls_sock = bind(host, tls_port) if tls_port is not None and not tls else None
     except OSError:
         sock.close()
         raise
-    tls_dir = tempfile.TemporaryDirectory(prefix="standin-tls-") if tls or tls_sock else None
-    cert_and_key = write_self_signed_cert(Path(tls_dir.name), host=host) if tls_dir else None
-    state = StandinState(base_url_of(sock, "https" if tls else "http"), build_config(config, overrides))
+    tls_dir, cert_and_key = _tls_files(host, state_dir) if tls or tls_sock else (None, None)
+    state = StandinState(base_url_of(sock, "https" if tls else "http"), build_config(config, overrides), keys)
     server = make_server(state, cert_and_key if tls else None)
     try:
         thread = serve_in_thread(server, sock, name="azure-standin", startup_timeout=startup_timeout)
@@ -146,7 +153,7 @@ def start_in_thread(
         if tls_dir is not None:
             tls_dir.cleanup()
         raise
-    running = RunningStandin(state, server, thread, tls_dir)
+    running = RunningStandin(state, server, thread, tls_dir, cert_and_key[0] if cert_and_key else None)
     if tls_sock is not None:
         state.tls_base_url = base_url_of(tls_sock, "https")
         tls_server = make_server(state, cert_and_key)
@@ -156,6 +163,16 @@ def start_in_thread(
             running.stop()
             raise
     return running
+
+
+def _tls_files(
+    host: str, state_dir: Path | None
+) -> tuple[tempfile.TemporaryDirectory[str] | None, tuple[Path, Path]]:
+    """(a temporary folder to remove on stop, or None when kept in `state_dir`; (certificate, key) files)."""
+    if state_dir is not None:
+        return None, persisted.tls_files(state_dir, host=host)
+    tls_dir = tempfile.TemporaryDirectory(prefix="standin-tls-")
+    return tls_dir, write_self_signed_cert(Path(tls_dir.name), host=host)
 
 
 def serve_in_thread(

@@ -34,7 +34,11 @@ class SigningKey:
     @classmethod
     def generate(cls) -> SigningKey:
         private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        certificate_der = _self_signed_certificate(private_key)
+        return cls.of(private_key, _self_signed_certificate(private_key))
+
+    @classmethod
+    def of(cls, private_key: rsa.RSAPrivateKey, certificate_der: bytes) -> SigningKey:
+        """The same key and certificate always give the same `kid`: a key read back from a file keeps it."""
         # Entra's v1 keys use the certificate thumbprint as both x5t and kid.
         x5t = b64url(hashlib.sha1(certificate_der).digest())  # noqa: S324 - x5t is defined as SHA-1
         return cls(kid=x5t, x5t=x5t, private_key=private_key, certificate_der=certificate_der)
@@ -79,11 +83,12 @@ class UnknownSigningKey(Exception):
 
 
 class KeyRing:
-    """All keys ever generated stay published; the newest one signs."""
+    """All keys ever generated stay published; the newest one signs. `first` is a key kept from an earlier
+    run (localdev.standin.persisted); rotations are not kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, first: SigningKey | None = None) -> None:
         self._lock = threading.Lock()
-        self._keys: list[SigningKey] = [SigningKey.generate()]
+        self._keys: list[SigningKey] = [first or SigningKey.generate()]
 
     @property
     def current(self) -> SigningKey:

@@ -91,10 +91,10 @@ class TokenRejected(Exception):
 
 
 class StandinState:
-    def __init__(self, base_url: str, config: StandinConfig | None = None) -> None:
+    def __init__(self, base_url: str, config: StandinConfig | None = None, keys: KeyRing | None = None) -> None:
         self.config = config or StandinConfig()
         self.base_url = base_url.rstrip("/")
-        self.keys = KeyRing()
+        self.keys = keys or KeyRing()
         self.identities = IdentityRegistry(
             ManagedIdentity(
                 principal_id=self.config.service_principal_id,

@@ -86,3 +86,10 @@ def test_missing_sign_in_settings_exit_2(cli: Cli, tmp_path_factory: pytest.Temp
     result = cli("login", "--profile", str(empty))
     assert result.code == 2
     assert "--tenant" in result.err
+
+
+def test_a_missing_ca_bundle_exits_2_naming_it(cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> None:
+    gone = tmp_path_factory.mktemp("ca") / "cert.pem"
+    result = cli("--ca-bundle", str(gone), "teams", "list")
+    assert result.code == 2
+    assert str(gone) in result.err and "Traceback" not in result.err
