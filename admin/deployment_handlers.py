@@ -12,7 +12,8 @@ from admin import handlers as admin_handlers
 from admin import validation as v
 from admin.audit_view import audit_query
 from admin.auth import Operator
-from admin.deployments import HISTORY_DAYS, AdminDeployments, deployment_view, reason
+from admin.deployment_views import deployment_view, reason
+from admin.deployments import HISTORY_DAYS, AdminDeployments
 from admin.service import AdminService
 from core.errors import InvalidRequest, ServiceUnavailable
 from core.http import Handler, bearer_token, endpoint, optional_flag, read_json_object
@@ -91,6 +92,24 @@ async def admin_deployment_rotate(req: Request) -> Response:
 
 
 @endpoint
+async def admin_deployment_suspend(req: Request) -> Response:
+    service, op = await _operator(req)
+    _params(req, set())
+    why = reason(await _body(req, service))
+    deployment = await _deployments(service).suspend(op, req.path_params["deployment_id"], why)
+    return JSONResponse(deployment_view(deployment))
+
+
+@endpoint
+async def admin_deployment_resume(req: Request) -> Response:
+    service, op = await _operator(req)
+    _params(req, set())
+    why = reason(await _body(req, service))
+    deployment = await _deployments(service).resume(op, req.path_params["deployment_id"], why)
+    return JSONResponse(deployment_view(deployment))
+
+
+@endpoint
 async def admin_deployment_revoke(req: Request) -> Response:
     service, op = await _operator(req)
     _params(req, set())
@@ -116,5 +135,7 @@ DEPLOYMENT_ROUTES: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
     ("api/admin/deployments/{deployment_id}", ("GET",), admin_deployment_show),
     ("api/admin/deployments/{deployment_id}/rotate", ("POST",), admin_deployment_rotate),
     ("api/admin/deployments/{deployment_id}/revoke", ("POST",), admin_deployment_revoke),
+    ("api/admin/deployments/{deployment_id}/suspend", ("POST",), admin_deployment_suspend),
+    ("api/admin/deployments/{deployment_id}/resume", ("POST",), admin_deployment_resume),
     ("api/admin/audit", ("GET",), admin_audit_list),
 )

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from admin import validation as v
 from admin.audit_view import AuditView
 from admin.auth import Operator
+from admin.deployment_views import DEPLOYMENT_ID, deployment_id
 from admin.team_store import decode_token, encode_token
 from core.clock import utc_now
 from core.errors import ConcurrencyConflict, Conflict, InvalidRequest, NotFound, ServiceUnavailable
@@ -37,10 +37,8 @@ HISTORY_DAYS = 90  # history covers the audit rows of the last 90 UTC days (the 
 HISTORY_LIMIT = 1000
 # A list request reads at most this many rows, so a rare state filter cannot make one request scan everything.
 SCAN_LIMIT = 1000
-_DEPLOYMENT_ID = re.compile(r"[0-9a-f]{64}")
 _STATE = re.compile(r"[A-Za-z]{1,32}")
 _PLAN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ROW = "deployment"
 
 
@@ -56,35 +54,6 @@ class Revocation:
     revoked_key_ids: list[str]
 
 
-def deployment_view(d: Deployment) -> dict[str, Any]:
-    """Everything an operator may see of a deployment: key ids and times, never a key or its hash."""
-    plan = dataclasses.asdict(d.plan) if d.plan is not None else None
-    return {
-        "object": "deployment", "deployment_id": d.deployment_id, "application_id": d.application_id,
-        "state": d.state, "last_event_type": d.last_event_type, "plan": plan, "plan_id": d.plan_id,
-        "resource_usage_id": d.resource_usage_id, "first_event_time": v.iso(d.first_event_time),
-        "last_event_time": v.iso(d.last_event_time), "bound_tid": d.bound_tid, "bound_oid": d.bound_oid,
-        "bound_at": v.iso(d.bound_at), "generation": d.generation, "current_key_id": d.current_key_id,
-        "previous_key_id": d.previous_key_id, "previous_valid_until": v.iso(d.previous_valid_until),
-        "rotated_at": v.iso(d.rotated_at), "rotates_at": v.iso(d.rotates_at),
-        "error_code": d.error_code, "error_message": d.error_message,
-    }
-
-
-def deployment_id(value: str) -> str:
-    if not _DEPLOYMENT_ID.fullmatch(value):
-        raise InvalidRequest("A deployment id is 64 lower-case hex characters.", param="deployment_id")
-    return value
-
-
-def reason(body: dict[str, Any], *, also: frozenset[str] = frozenset()) -> str | None:
-    v.check_fields(body, {"reason", *also})
-    value = body.get("reason")
-    if value is not None and (not isinstance(value, str) or len(value) > 256 or _CONTROL.search(value)):
-        raise InvalidRequest("'reason' must be at most 256 printable characters.", param="reason")
-    return value
-
-
 def _filter(params: Mapping[str, str], name: str, pattern: re.Pattern[str]) -> str | None:
     value = params.get(name)
     if value is not None and not pattern.fullmatch(value):
@@ -97,7 +66,7 @@ def _after(token: str | None) -> str | None:
     if position is None:
         return None
     after = position.get("after", "")
-    if set(position) != {"after"} or not _DEPLOYMENT_ID.fullmatch(after):
+    if set(position) != {"after"} or not DEPLOYMENT_ID.fullmatch(after):
         raise InvalidRequest("Invalid continuation token.", param="continuation_token")
     return after
 
@@ -224,6 +193,34 @@ class AdminDeployments:
                 "The deployment has no current key: its application has not exchanged one.", code="no_key",
                 param="deployment_id",
             )
+
+    async def suspend(self, op: Operator, raw_id: str, why: str | None) -> Deployment:
+        """Its keys get 403 account_suspended and its key exchange mints nothing, until resume; keys are kept."""
+        return await self._set_suspended(op, raw_id, why, suspend=True)
+
+    async def resume(self, op: Operator, raw_id: str, why: str | None) -> Deployment:
+        """The current key works again (within the principal cache TTL); no new generation is needed."""
+        return await self._set_suspended(op, raw_id, why, suspend=False)
+
+    async def _set_suspended(self, op: Operator, raw_id: str, why: str | None, *, suspend: bool) -> Deployment:
+        for _ in range(MAX_ATTEMPTS):
+            current = await self.get(raw_id)
+            if current.state.lower() == "deleted":
+                raise NotFound("The deployment is deleted.", param="deployment_id")
+            if current.suspended == suspend:
+                return current  # already so: nothing to write or audit
+            now = self._now()
+            changed = dataclasses.replace(
+                current, suspended_at=now if suspend else None, suspended_reason=why if suspend else None
+            )
+            try:
+                saved = await self._store.replace(changed)
+            except ConcurrencyConflict:
+                continue
+            await self._record(op, "suspend" if suspend else "resume", saved, None, why)
+            logger.info("admin %s deployment %s", "suspended" if suspend else "resumed", saved.deployment_id[:16])
+            return saved
+        raise ServiceUnavailable("The deployment is changing too fast; retry.", code="deployment_contended")
 
     async def revoke(self, op: Operator, raw_id: str, why: str | None) -> Revocation:
         """Revokes the current and previous keys at once and empties the key slot of the record.

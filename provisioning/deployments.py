@@ -26,6 +26,9 @@ _EVENT_TYPE_RANK = {"PUT": 0, "PATCH": 1, "DELETE": 2}
 
 REVOKING_STATES = frozenset({"deleting", "deleted"})
 REFUSED_STATES = frozenset({"failed", "canceled", "deleting", "deleted"})
+SUSPENDED_MESSAGE = (
+    "Access to Liutong for this account is suspended by the publisher. Contact the publisher to restore it."
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class Deployment:
     previous_key_hash: str | None = None
     previous_valid_until: datetime | None = None
     previous_retired: bool = True
+    # Set by an operator (non-payment, misuse); ARM's notifications never touch it, resume clears it.
+    suspended_at: datetime | None = None
+    suspended_reason: str | None = None
     etag: str | None = None
 
     @property
@@ -64,6 +70,10 @@ class Deployment:
     @property
     def refuses_keys(self) -> bool:
         return self.state.lower() in REFUSED_STATES
+
+    @property
+    def suspended(self) -> bool:
+        return self.suspended_at is not None
 
     @property
     def plan_id(self) -> str | None:

@@ -24,7 +24,7 @@ from provisioning.arm import ArmClient
 from provisioning.audit import AuditEvent, AuditLog
 from provisioning.binding import binding_refusal, mirid_refusal
 from provisioning.deployment_store import DeploymentStore
-from provisioning.deployments import Deployment
+from provisioning.deployments import SUSPENDED_MESSAGE, Deployment
 from provisioning.entra import TokenClaims, TokenValidator
 from provisioning.key_slots import KeySlots
 from provisioning.notifications import deployment_id_for, normalize_application_id
@@ -94,7 +94,11 @@ class KeyExchange:
         if deployment is None:
             await self._refuse(actor, None, "unknown application")
             raise NotFound("No marketplace deployment is known for this application.", param="application_id")
-        self._check_state(deployment)
+        try:
+            self._check_state(deployment)
+        except PermissionDenied as denied:
+            await self._refuse(actor, deployment, denied.code or "refused")
+            raise
         deployment = await self._ensure_binding(deployment, actor)
         return await self._current_grant(
             deployment, actor, force_rotate=force_rotate, revoke_previous=revoke_previous
@@ -105,6 +109,8 @@ class KeyExchange:
             raise PermissionDenied(
                 f"The application's deployment is {deployment.state}; no key is issued.", code="deployment_inactive"
             )
+        if deployment.suspended:
+            raise PermissionDenied(SUSPENDED_MESSAGE, code="account_suspended")
 
     async def _ensure_binding(self, deployment: Deployment, actor: _Actor) -> Deployment:
         if deployment.is_bound_to(actor.tid, actor.oid):

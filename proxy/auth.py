@@ -24,6 +24,7 @@ from keystore.principal import Principal
 from keystore.repository import KeyRepository
 from keystore.teams import TeamStore
 from provisioning.deployment_store import DeploymentStore
+from provisioning.deployments import SUSPENDED_MESSAGE
 
 MAX_ENTRIES = 50_000
 
@@ -33,7 +34,7 @@ class _Entry:
     loaded_at: float
     record: KeyRecord | None
     principal: Principal | None
-    refusal: str | None
+    refusal: PermissionDenied | None
 
 
 class PrincipalResolver:
@@ -69,7 +70,7 @@ class PrincipalResolver:
         if entry.record is None or not entry.record.is_usable(now):
             raise _invalid_key()
         if entry.refusal is not None:
-            raise PermissionDenied(entry.refusal, code="key_inactive")
+            raise PermissionDenied(entry.refusal.message, code=entry.refusal.code)
         assert entry.principal is not None
         if self._last_used is not None:
             self._last_used.touch(key_hash, now)
@@ -121,12 +122,14 @@ class PrincipalResolver:
         principal, refusal = await self._principal_for(record)
         return _Entry(loaded_at, record, principal, refusal)
 
-    async def _principal_for(self, record: KeyRecord) -> tuple[Principal | None, str | None]:
+    async def _principal_for(self, record: KeyRecord) -> tuple[Principal | None, PermissionDenied | None]:
         base = {"key_id": record.key_id, "key_prefix": record.prefix, "key_hash": record.key_hash, "team": record.team}
         if record.deployment_id is not None:
             deployment = await self._deployments.get(record.deployment_id)
             if deployment is None or deployment.refuses_keys or deployment.plan_id is None:
-                return None, "The key's marketplace deployment is not active."
+                return None, _inactive("The key's marketplace deployment is not active.")
+            if deployment.suspended:
+                return None, PermissionDenied(SUSPENDED_MESSAGE, code="account_suspended")
             return Principal(
                 **base,
                 plan_id=deployment.plan_id,
@@ -136,10 +139,14 @@ class PrincipalResolver:
             ), None
         team = await self._teams.get(record.team)
         if team is None or not team.plan_id:
-            return None, "The key's team has no plan."
+            return None, _inactive("The key's team has no plan.")
         if team.suspended:
-            return None, "The key's team is suspended."
+            return None, _inactive("The key's team is suspended.")
         return Principal(**base, plan_id=team.plan_id), None
+
+
+def _inactive(message: str) -> PermissionDenied:
+    return PermissionDenied(message, code="key_inactive")
 
 
 def _invalid_key() -> AuthenticationFailed:

@@ -35,6 +35,7 @@ FIELDS = {
     "object", "deployment_id", "application_id", "state", "last_event_type", "plan", "plan_id", "resource_usage_id",
     "first_event_time", "last_event_time", "bound_tid", "bound_oid", "bound_at", "generation", "current_key_id",
     "previous_key_id", "previous_valid_until", "rotated_at", "rotates_at", "error_code", "error_message",
+    "suspended", "suspended_at", "suspended_reason",
 }
 
 
@@ -283,6 +284,10 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/api/admin/deployments/{dep}/revoke", {"json": {"reason": "ok", "keys": "all"}}),
     ("POST", "/api/admin/deployments/{dep}/revoke", {"json": ["reason"]}),
     ("POST", "/api/admin/deployments/not-hex/revoke", {}),
+    ("POST", "/api/admin/deployments/{dep}/suspend", {"json": {"reason": "unpaid", "until": "2027-01-01"}}),
+    ("POST", "/api/admin/deployments/{dep}/suspend", {"json": {"reason": 7}}),
+    ("POST", "/api/admin/deployments/{dep}/resume", {"json": {"reason": "x\u0000y"}}),
+    ("POST", "/api/admin/deployments/not-hex/suspend", {}),
 ]
 
 
@@ -301,7 +306,8 @@ async def test_bad_input_is_400_and_changes_nothing(
 async def test_unknown_deployment_is_404(world: World) -> None:
     missing = deployment_id_for(application_id("nobody"))
     before = await snapshot(world.tables)
-    for method, suffix in (("GET", ""), ("POST", "/rotate"), ("POST", "/revoke")):
+    for method, suffix in (("GET", ""), ("POST", "/rotate"), ("POST", "/revoke"), ("POST", "/suspend"),
+                           ("POST", "/resume")):
         response = await world.client.request(method, f"/api/admin/deployments/{missing}{suffix}", headers=H)
         assert response.status_code == 404, (suffix, response.text)
         assert response.json()["error"]["param"] == "deployment_id"
@@ -313,7 +319,8 @@ async def test_every_deployment_route_refuses_bad_credentials(world: World) -> N
     await world.fetch(dep)
     before = await snapshot(world.tables)
     routes = [("GET", "/api/admin/deployments"), ("GET", f"/api/admin/deployments/{dep}"),
-              ("POST", f"/api/admin/deployments/{dep}/rotate"), ("POST", f"/api/admin/deployments/{dep}/revoke")]
+              ("POST", f"/api/admin/deployments/{dep}/rotate"), ("POST", f"/api/admin/deployments/{dep}/revoke"),
+              ("POST", f"/api/admin/deployments/{dep}/suspend"), ("POST", f"/api/admin/deployments/{dep}/resume")]
     for label, (headers, status) in BAD_CREDENTIALS.items():
         for method, path in routes:
             response = await world.client.request(method, path, headers=headers)

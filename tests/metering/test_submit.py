@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -297,3 +298,15 @@ async def test_an_event_failing_for_a_whole_day_rolls_forward_once(world: World)
 async def test_flushing_an_unknown_deployment_does_nothing(world: World) -> None:
     report = await flush_deployment(world.deps, "0" * 64)
     assert report.events == [] and report.exit_code == 0
+
+
+async def test_a_suspended_customer_is_still_billed_for_what_it_used(world: World) -> None:
+    world.clock.now = utc(2026, 3, 1, 2, 5)
+    c = await world.customer()
+    await world.use(c, utc(2026, 3, 1, 0, 30), INCLUDED + 2_000)
+    store = DeploymentStore(world.tables)
+    record = await store.get(c.deployment_id)
+    assert record is not None
+    await store.replace(dataclasses.replace(record, suspended_at=world.clock.now, suspended_reason="unpaid"))
+    assert (await world.run()).exit_code == 0
+    assert await world.events(c) == [("2026030100", 2_000, "accepted")]

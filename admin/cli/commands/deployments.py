@@ -1,4 +1,4 @@
-"""`deployments list|show|rotate|revoke`: Marketplace managed-application deployments and their keys."""
+"""`deployments list|show|rotate|revoke|suspend|resume`: Marketplace managed-application deployments and their keys."""
 
 from __future__ import annotations
 
@@ -48,7 +48,10 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     listing.add_argument("--application-id")
     add_paging(listing)
     leaf(deployments, "show", "show a deployment and its history", common, _show).add_argument("deployment_id")
-    for action, text in (("rotate", "rotate a deployment's key now"), ("revoke", "revoke every key of a deployment")):
+    actions = (("rotate", "rotate a deployment's key now"), ("revoke", "revoke every key of a deployment"),
+               ("suspend", "refuse the deployment's keys and key exchange until resumed (403 account_suspended)"),
+               ("resume", "let a suspended deployment's current key work again"))
+    for action, text in actions:
         parser = leaf(deployments, action, text, common, _action(action))
         parser.add_argument("deployment_id")
         parser.add_argument("--reason", help="recorded in the audit log")

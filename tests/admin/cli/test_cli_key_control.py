@@ -1,4 +1,4 @@
-"""`keys rotate --no-grace` and `deployments rotate --no-grace`: the CLI's way to kill a leaked key at once."""
+"""`keys rotate --no-grace`, `deployments rotate --no-grace` and `deployments suspend|resume` from the CLI."""
 
 from __future__ import annotations
 
@@ -30,4 +30,10 @@ def test_no_grace_and_grace_hours_are_exclusive(operator: Cli) -> None:
 def test_deployments_rotate_no_grace_sends_revoke_previous(operator: Cli) -> None:
     # No deployment with this id exists: the API's 404 shows the option was accepted and the body parsed.
     missing = operator("deployments", "rotate", "0" * 64, "--no-grace", "--reason", "leaked", "--json")
+    assert missing.code == 1 and "No such deployment" in missing.err
+
+
+@pytest.mark.parametrize("action", ["suspend", "resume"])
+def test_deployments_suspend_and_resume_reach_the_api(operator: Cli, action: str) -> None:
+    missing = operator("deployments", action, "0" * 64, "--reason", "unpaid", "--json")
     assert missing.code == 1 and "No such deployment" in missing.err
