@@ -19,6 +19,7 @@ from keystore.master_secret import master_secret_provider
 from keystore.repository import KeyRepository
 from keystore.teams import TeamStore
 from limits.limiter import PlanLimiter
+from limits.overrides import OverrideStore
 from limits.plans import PlanCatalog
 from metering.marketplace_client import MarketplaceClient, metering_credential
 from metering.submit import MeteringDeps, flush_deployment
@@ -101,6 +102,7 @@ def build_proxy(
         keys=parts["keys"], deployments=parts["deployments"], teams=parts["teams"],
         ttl_seconds=settings.principal_cache_ttl_seconds,
         negative_ttl_seconds=settings.principal_negative_cache_ttl_seconds, last_used=last_used,
+        overrides=OverrideStore(tables),
     )
     # A key this instance revokes or retires stops working here at once; other instances within the cache TTL.
     parts["keys"].on_status_change(resolver.forget)

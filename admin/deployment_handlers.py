@@ -73,8 +73,8 @@ async def admin_deployment_show(req: Request) -> Response:
     deployment = await deployments.get(req.path_params["deployment_id"])
     history, truncated = await deployments.history(deployment)
     return JSONResponse({
-        **deployment_view(deployment), "history": history, "history_days": HISTORY_DAYS,
-        "history_truncated": truncated,
+        **deployment_view(deployment), "limits": await service.overrides.view(f"dep-{deployment.deployment_id}"),
+        "history": history, "history_days": HISTORY_DAYS, "history_truncated": truncated,
     })
 
 

@@ -63,7 +63,8 @@ async def team_item(req: Request) -> Response:
     name = req.path_params["team"]
     if req.method == "PATCH":
         return JSONResponse(team_view(await service.update_team(op, name, await _body(req, service))))
-    return JSONResponse(team_view(await service.get_team(name)))
+    team = await service.get_team(name)
+    return JSONResponse({**team_view(team), "limits": await service.overrides.view(f"team-{team.team}")})
 
 
 @endpoint

@@ -12,6 +12,7 @@ from admin.handlers import (
     team_keys,
     teams_collection,
 )
+from admin.override_handlers import OVERRIDE_ROUTES
 from admin.report_handlers import REPORT_ROUTES
 from admin.ui_handlers import UI_ROUTES
 from admin.verify_handlers import VERIFY_ROUTES
@@ -26,6 +27,7 @@ ADMIN_ROUTES: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
     ("api/admin/teams/{team}/keys/{key_id}/revoke", ("POST",), revoke_team_key),
     ("api/admin/teams/{team}/keys/{key_id}/rotate", ("POST",), rotate_team_key),
     *DEPLOYMENT_ROUTES,
+    *OVERRIDE_ROUTES,
     *UI_ROUTES,
     *REPORT_ROUTES,
     *VERIFY_ROUTES,

@@ -13,6 +13,7 @@ from admin import validation as v
 from admin.audit_view import AuditView
 from admin.auth import AdminAuthenticator, Operator
 from admin.deployments import AdminDeployments
+from admin.overrides import AdminOverrides
 from admin.team_store import AdminTeamStore, TeamPage
 from core.clock import utc_now
 from core.errors import Conflict, InvalidRequest, NotFound
@@ -22,6 +23,7 @@ from keystore.keys import display_prefix, generate_key, hash_key, random_key_id
 from keystore.models import NEVER_ISSUED, NO_GRACE, SUPERSEDED, KeyRecord, KeyStatus
 from keystore.repository import KeyRepository
 from keystore.teams import Team
+from limits.overrides import OverrideStore
 from limits.plans import PlanCatalog
 from provisioning.audit import AuditEvent, AuditLog
 from usage.retention import RetentionPolicy
@@ -82,6 +84,7 @@ class AdminService:
         self.now = now
         self.deployments = deployments
         self.audit_view = AuditView(tables)
+        self.overrides = AdminOverrides(store=OverrideStore(tables), audit=audit, plans=plans, now=now)
 
     async def _audit(
         self, op: Operator, action: str, team: Team, key_id: str | None = None, *, reason: str | None = None

@@ -3,6 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class LimitOverride:
+    """An operator's override of the owner's plan limits (limits.overrides); None fields keep the plan's value."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    monthly_tokens: int | None = None
+    models: tuple[str, ...] | None = None
+    expires_at: datetime | None = None
+
+    def active(self, now: datetime) -> bool:
+        return self.expires_at is None or now < self.expires_at
 
 
 @dataclass(frozen=True)
@@ -15,6 +30,7 @@ class Principal:
     deployment_id: str | None = None
     application_id: str | None = None
     resource_usage_id: str | None = None
+    limits: LimitOverride | None = None
 
     @property
     def owner(self) -> str:

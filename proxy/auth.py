@@ -1,6 +1,6 @@
 """Liutong key → principal, from an in-process cache so the hot path does no storage round trip.
 
-A cached entry lives `ttl` seconds: revocation, suspension or a deployment's deletion takes effect
+A cached entry lives `ttl` seconds: revocation, suspension, a limit override or a deployment's deletion takes effect
 within that time (default 30 s). Unknown keys are remembered for `negative_ttl` seconds (default 5 s)
 so a flood of wrong keys does not become a flood of point reads. Grace-period expiry is checked on
 every call against the cached record, so it is exact.
@@ -9,6 +9,7 @@ every call against the cached record, so it is exact.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from keystore.models import KeyRecord
 from keystore.principal import Principal
 from keystore.repository import KeyRepository
 from keystore.teams import TeamStore
+from limits.overrides import OverrideStore
 from provisioning.deployment_store import DeploymentStore
 from provisioning.deployments import SUSPENDED_MESSAGE
 
@@ -47,6 +49,7 @@ class PrincipalResolver:
         ttl_seconds: float,
         negative_ttl_seconds: float,
         last_used: LastUsedRecorder | None = None,
+        overrides: OverrideStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -56,6 +59,7 @@ class PrincipalResolver:
         self._ttl = ttl_seconds
         self._negative_ttl = negative_ttl_seconds
         self._last_used = last_used
+        self._overrides = overrides
         self._clock = clock
         self._now = now
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
@@ -120,29 +124,38 @@ class PrincipalResolver:
         if record is None:
             return _Entry(loaded_at, None, None, None)
         principal, refusal = await self._principal_for(record)
+        if principal is not None and self._overrides is not None:
+            limits = await self._overrides.limits(principal.owner)
+            principal = dataclasses.replace(principal, limits=limits) if limits is not None else principal
         return _Entry(loaded_at, record, principal, refusal)
 
     async def _principal_for(self, record: KeyRecord) -> tuple[Principal | None, PermissionDenied | None]:
-        base = {"key_id": record.key_id, "key_prefix": record.prefix, "key_hash": record.key_hash, "team": record.team}
         if record.deployment_id is not None:
             deployment = await self._deployments.get(record.deployment_id)
             if deployment is None or deployment.refuses_keys or deployment.plan_id is None:
                 return None, _inactive("The key's marketplace deployment is not active.")
             if deployment.suspended:
                 return None, PermissionDenied(SUSPENDED_MESSAGE, code="account_suspended")
-            return Principal(
-                **base,
-                plan_id=deployment.plan_id,
-                deployment_id=deployment.deployment_id,
-                application_id=deployment.application_id,
-                resource_usage_id=deployment.resource_usage_id,
+            return _principal(
+                record, deployment.plan_id, deployment_id=deployment.deployment_id,
+                application_id=deployment.application_id, resource_usage_id=deployment.resource_usage_id,
             ), None
         team = await self._teams.get(record.team)
         if team is None or not team.plan_id:
             return None, _inactive("The key's team has no plan.")
         if team.suspended:
             return None, _inactive("The key's team is suspended.")
-        return Principal(**base, plan_id=team.plan_id), None
+        return _principal(record, team.plan_id), None
+
+
+def _principal(
+    record: KeyRecord, plan_id: str, *, deployment_id: str | None = None, application_id: str | None = None,
+    resource_usage_id: str | None = None,
+) -> Principal:
+    return Principal(
+        key_id=record.key_id, key_prefix=record.prefix, key_hash=record.key_hash, team=record.team, plan_id=plan_id,
+        deployment_id=deployment_id, application_id=application_id, resource_usage_id=resource_usage_id,
+    )
 
 
 def _inactive(message: str) -> PermissionDenied:

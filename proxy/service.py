@@ -20,6 +20,7 @@ from core.errors import LiutongError, NotFound, PermissionDenied
 from core.settings import Settings
 from keystore.principal import Principal
 from limits.admission import Limiter
+from limits.overrides import effective_plan
 from limits.plans import Plan
 from proxy.accounting import from_response
 from proxy.forwarding import UpstreamClient, read_all
@@ -132,7 +133,7 @@ class ProxyService:
         plan = self._plans(principal.plan_id)
         if plan is None:
             raise PermissionDenied("Your key's plan is not available.", code="plan_not_available")
-        return plan
+        return effective_plan(plan, principal.limits, self._clock())
 
     def _route(self, principal: Principal, model: str) -> tuple[Plan, UpstreamTarget]:
         plan = self._plan(principal)

@@ -1,4 +1,4 @@
-"""`deployments list|show|rotate|revoke|suspend|resume`: Marketplace managed-application deployments and their keys."""
+"""`deployments list|show|rotate|revoke|suspend|resume|limits`: Marketplace deployments and their keys."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from admin.cli.api import segment
 from admin.cli.commands import Subparsers, add_paging, group, leaf, list_pages
+from admin.cli.commands.limits import add_limits_command
 from admin.cli.context import Context
 
 DEPLOYMENTS = "/api/admin/deployments"
@@ -58,3 +59,4 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         if action == "rotate":
             parser.add_argument("--no-grace", action="store_true",
                                 help="revoke the replaced key now instead of after a grace period (it has leaked)")
+    add_limits_command(deployments, common, "deployment_id", _path)

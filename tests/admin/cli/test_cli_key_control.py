@@ -1,4 +1,4 @@
-"""`keys rotate --no-grace`, `deployments rotate --no-grace` and `deployments suspend|resume` from the CLI."""
+"""The CLI's key and account control: rotation without grace, deployment suspension, limit overrides."""
 
 from __future__ import annotations
 
@@ -36,4 +36,24 @@ def test_deployments_rotate_no_grace_sends_revoke_previous(operator: Cli) -> Non
 @pytest.mark.parametrize("action", ["suspend", "resume"])
 def test_deployments_suspend_and_resume_reach_the_api(operator: Cli, action: str) -> None:
     missing = operator("deployments", action, "0" * 64, "--reason", "unpaid", "--json")
+    assert missing.code == 1 and "No such deployment" in missing.err
+
+
+def test_teams_limits_sets_shows_and_clears_an_override(operator: Cli) -> None:
+    team = f"cli-{uuid.uuid4().hex[:10]}"
+    assert operator("teams", "create", team, "--plan", "starter").code == 0
+    assert operator("teams", "limits", team).code == 2  # nothing to set
+    set_ = operator("teams", "limits", team, "--rpm", "5", "--models", "gpt-4o-mini", "--reason", "trial", "--json")
+    assert set_.code == 0, set_.err
+    assert (set_.json()["rpm"], set_.json()["models"]) == (5, ["gpt-4o-mini"])
+    assert operator("teams", "show", team, "--json").json()["limits"]["rpm"] == 5
+    bad = operator("teams", "limits", team, "--rpm", "-3")
+    assert bad.code == 1 and "rpm" in bad.err
+    cleared = operator("teams", "limits", team, "--clear", "--json")
+    assert cleared.code == 0 and cleared.json()["cleared"] is True
+    assert operator("teams", "show", team, "--json").json()["limits"] is None
+
+
+def test_deployments_limits_reaches_the_api(operator: Cli) -> None:
+    missing = operator("deployments", "limits", "0" * 64, "--tpm", "1000")
     assert missing.code == 1 and "No such deployment" in missing.err
