@@ -29,7 +29,7 @@ from core.settings import Settings
 
 TABLES = (
     "keys", "keyindex", "deployments", "audit", "teams", "quota", "balances", "usage", "usageagg", "meterhours",
-    "meterledger", "ratebudget", "overrides",
+    "meterledger", "ratebudget", "overrides", "refusals",
 )
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.=@:-]{1,120}$")
 
