@@ -9,7 +9,7 @@ from admin.routes import ADMIN_ROUTES
 from core.health import health
 from core.http import Handler
 from provisioning.handlers import exchange_key, marketplace_notification, rotate_key
-from proxy.handlers import chat_completions, embeddings, list_models
+from proxy.handlers import chat_completions, embeddings, list_models, usage_summary
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("v1/chat/completions", ("POST",), chat_completions),
     RouteSpec("v1/embeddings", ("POST",), embeddings),
     RouteSpec("v1/models", ("GET",), list_models),
+    # Not an OpenAI path: the caller's own usage this month, for its Liutong key (proxy.account).
+    RouteSpec("v1/usage", ("GET",), usage_summary),
     # The operators' API: its own Entra audience, the publisher's tenant and an app role.
     *(RouteSpec(route, methods, handler) for route, methods, handler in ADMIN_ROUTES),
 )

@@ -25,9 +25,10 @@ from provisioning.deployment_store import DeploymentStore
 from provisioning.entra import TokenValidator
 from provisioning.exchange import KeyExchange
 from provisioning.webhook import MarketplaceWebhook
+from proxy.account import AccountUsage
 from proxy.service import ProxyService
 from usage.writer import UsageWriter
-from wiring import build_admin, build_metering, build_provisioning, build_proxy
+from wiring import build_account, build_admin, build_metering, build_provisioning, build_proxy
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Services:
     usage: UsageWriter
     proxy: ProxyService
     metering: MeteringDeps
+    account: AccountUsage
     admin: AdminService | None = None
     _closers: list[Any] = field(default_factory=list)
 
@@ -70,6 +72,7 @@ class Services:
         parts.update(await build_provisioning(settings, tables=tables, http=http, credential=credential))
         parts.update(await build_metering(settings, tables=tables, http=http, credential=credential, parts=parts))
         parts.update(build_proxy(settings, tables=tables, credential=credential, parts=parts))
+        parts.update(build_account(tables=tables, parts=parts))
         parts["admin"] = build_admin(settings, tables=tables, http=http, parts=parts)
         closers = parts.pop("closers")
         return cls(**parts, _closers=closers)

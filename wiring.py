@@ -32,9 +32,12 @@ from provisioning.entra import TokenValidator
 from provisioning.exchange import KeyExchange
 from provisioning.rotation import RotationPolicy
 from provisioning.webhook import MarketplaceWebhook
+from proxy.account import AccountUsage
 from proxy.auth import PrincipalResolver
 from proxy.registry import UpstreamRegistry
 from proxy.service import ProxyService
+from usage.month_to_date import MonthToDate
+from usage.refusals import RefusalCounter
 from usage.writer import UsageWriter
 
 
@@ -109,9 +112,17 @@ def build_proxy(
     limiter = PlanLimiter(tables, settings)
     proxy = ProxyService(
         resolver=resolver, plans=plans.get, limiter=limiter, usage=parts["usage"], upstreams=upstreams,
-        settings=settings,
+        settings=settings, refusals=RefusalCounter(tables),
     )
     return {"last_used": last_used, "limiter": limiter, "proxy": proxy}
+
+
+def build_account(*, tables: Tables, parts: dict[str, Any]) -> dict[str, Any]:
+    """The customers' own usage view (GET /v1/usage): after build_proxy, whose limiter holds the balances."""
+    account = AccountUsage(
+        month=MonthToDate(tables), plans=parts["plans"].get, keys=parts["keys"], balance=parts["limiter"].balance,
+    )
+    return {"account": account}
 
 
 def build_admin(

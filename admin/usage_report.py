@@ -6,6 +6,7 @@ with hours x writer shards x groups, never with the number of requests. Usage ag
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,8 +14,10 @@ from typing import Any
 
 from admin import validation as v
 from core.tables import Tables
-from usage.groups import COUNTERS, GROUP_COLUMNS, add_counters, group_order, matches, zero
+from usage.groups import COUNTERS, group_order
 from usage.reader import read_aggregates
+from usage.refusals import UNRESOLVED, RefusalCount, read_refusals
+from usage.summing import Sums, sum_aggregates
 
 # group_by name -> the usage column (and report column) it groups on
 GROUPS: dict[str, str] = {
@@ -23,8 +26,7 @@ GROUPS: dict[str, str] = {
 # filter parameter -> usage column
 FILTERS: dict[str, str] = {"team": "team", "deployment": "deployment_id", "plan": "plan_id", "model": "model_alias"}
 GRANULARITIES = ("day", "hour")
-
-Sums = dict[tuple[datetime, tuple[str | None, ...]], list[int]]  # (period, groups) -> counters
+MAX_REFUSED_ROWS = 100
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class UsageRow:
 class UsageReport:
     query: UsageQuery
     rows: list[UsageRow]
+    refused: list[RefusalCount] = field(default_factory=list)
 
     @property
     def header(self) -> list[str]:
@@ -72,23 +75,38 @@ def usage_view(report: UsageReport) -> dict[str, Any]:
         "group_by": list(q.group_by),
         "data": [dict(zip(report.header, usage_cells(row), strict=True)) for row in report.rows],
         "totals": report.totals(),
+        "refused": refused_view(report.refused),
+    }
+
+
+def refused_view(counts: list[RefusalCount]) -> dict[str, Any]:
+    """Refused calls (401/403/429) of the range per owner, key, status and code, the largest first."""
+    totals: Counter[tuple[str, str, int, str]] = Counter()
+    for count in counts:
+        totals[(count.owner, count.key, count.status, count.code)] += count.count
+    top = totals.most_common(MAX_REFUSED_ROWS)
+    return {
+        "total": sum(totals.values()),
+        "data": [{"owner": None if owner == UNRESOLVED else owner, "key": key, "status": status, "code": code,
+                  "count": n} for (owner, key, status, code), n in top],
+        "more_groups": max(0, len(totals) - len(top)),
     }
 
 
 async def read_usage(tables: Tables, q: UsageQuery) -> UsageReport:
     aggregates, _ = await read_aggregates(tables, q.start, q.end)
     filters = {FILTERS[name]: value for name, value in q.filters.items()}
-    indexes = [GROUP_COLUMNS.index(column) for column in q.columns]
-    daily = q.granularity == "day"
-    sums: Sums = {}
-    for row in aggregates:
-        if filters and not matches(row.group, filters):
-            continue
-        period = row.hour.replace(hour=0) if daily else row.hour
-        key = (period, tuple(row.group[index] for index in indexes))
-        add_counters(sums.get(key) or sums.setdefault(key, zero()), row.counters)
+    sums: Sums = sum_aggregates(aggregates, q.columns, daily=q.granularity == "day", filters=filters)
     rows = [UsageRow(period, groups, tuple(counters)) for (period, groups), counters in sums.items()]
-    return UsageReport(query=q, rows=sorted(rows, key=_order))
+    return UsageReport(query=q, rows=sorted(rows, key=_order), refused=await _refusals(tables, q))
+
+
+async def _refusals(tables: Tables, q: UsageQuery) -> list[RefusalCount]:
+    # Refusals carry no plan or model (a refused call never reached one): only the owner filters apply.
+    owner = (f"team-{q.filters['team']}" if "team" in q.filters
+             else f"dep-{q.filters['deployment']}" if "deployment" in q.filters else None)
+    found = await read_refusals(tables, q.start, q.end)
+    return [r for r in found if owner is None or r.owner == owner]
 
 
 def _order(row: UsageRow) -> tuple[datetime, tuple[tuple[bool, str], ...]]:

@@ -3,6 +3,7 @@
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from core.errors import InvalidRequest, MethodNotAllowed
 from core.http import bearer_token, endpoint, read_body
 from proxy.service import JsonResult, ProxyService, StreamResult
 from proxy.streaming import MeteredStreamingResponse
@@ -40,3 +41,16 @@ async def list_models(req: Request) -> Response:
     service = await get_proxy_service()
     principal = await service.authenticate(bearer_token(req))
     return JSONResponse(service.list_models(principal))
+
+
+@endpoint
+async def usage_summary(req: Request) -> Response:
+    """The caller's own month to date (proxy.account); takes no parameters."""
+    if req.method != "GET":  # Starlette also routes HEAD to a GET route; the Functions host does not
+        raise MethodNotAllowed(f"Method {req.method} is not allowed here.")
+    services = await get_services()
+    principal = await services.proxy.authenticate(bearer_token(req))
+    if req.query_params:
+        name = next(iter(req.query_params))[:64]
+        raise InvalidRequest("This endpoint takes no query parameters.", param=name, code="unknown_parameter")
+    return JSONResponse(await services.account.summary(principal), headers={"cache-control": "no-store"})

@@ -8,7 +8,8 @@ Per call: principal → plan → model allowed? → estimate (prompt from the re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -18,6 +19,7 @@ import aiohttp
 from core.clock import utc_now
 from core.errors import LiutongError, NotFound, PermissionDenied
 from core.settings import Settings
+from keystore.keys import display_prefix, is_well_formed
 from keystore.principal import Principal
 from limits.admission import Limiter
 from limits.overrides import effective_plan
@@ -31,11 +33,14 @@ from proxy.request_ids import new_request_id
 from proxy.sse import SseUsageTap
 from proxy.streaming import StreamRelay
 from usage.records import UsageSink
+from usage.refusals import RefusalCounter, key_reference
 
 CHAT_ENDPOINT = "/v1/chat/completions"
 EMBEDDINGS_ENDPOINT = "/v1/embeddings"
 # Reserved for the answer when the caller sets no max_tokens; settle replaces it with the real count.
 DEFAULT_COMPLETION_ESTIMATE = 1024
+# Refusals counted per hour in usage.refusals: a bad or inactive key, a model or account refused, a limit.
+REFUSED_STATUSES = frozenset({401, 403, 429})
 
 
 class PrincipalResolver(Protocol):
@@ -69,6 +74,7 @@ class ProxyService:
         clock: Callable[[], datetime] = utc_now,
         client: UpstreamClient | None = None,
         default_completion_estimate: int = DEFAULT_COMPLETION_ESTIMATE,
+        refusals: RefusalCounter | None = None,
     ) -> None:
         self._resolver = resolver
         self._plans = plans
@@ -80,16 +86,36 @@ class ProxyService:
         self._client = client or UpstreamClient()
         self._default_completion = default_completion_estimate
         self._background: set[asyncio.Task[None]] = set()
+        self._refusals = refusals
 
     @property
     def max_body_bytes(self) -> int:
         return self._settings.proxy_max_body_bytes
 
     async def authenticate(self, key: str) -> Principal:
-        return await self._resolver.resolve(key)
+        try:
+            return await self._resolver.resolve(key)
+        except LiutongError as error:
+            prefix = display_prefix(key) if is_well_formed(key) else None
+            self._count_refusal(None, key_reference(prefix), error)
+            raise
+
+    @contextlib.contextmanager
+    def counting_refusals(self, principal: Principal) -> Iterator[None]:
+        """Counts a 403/429 raised inside (model not allowed, rate limit, quota) against the caller's key."""
+        try:
+            yield
+        except LiutongError as error:
+            self._count_refusal(principal.owner, principal.key_id, error)
+            raise
+
+    def _count_refusal(self, owner: str | None, key: str, error: LiutongError) -> None:
+        if self._refusals is not None and error.status_code in REFUSED_STATUSES:
+            self._refusals.record(self._clock(), owner=owner, key=key, status=error.status_code, code=error.code)
 
     def list_models(self, principal: Principal) -> dict[str, Any]:
-        plan = self._plan(principal)
+        with self.counting_refusals(principal):
+            plan = self._plan(principal)
         targets = [t for t in map(self._upstreams.get, plan.models) if t is not None]
         return {
             "object": "list",
@@ -100,10 +126,11 @@ class ProxyService:
         self, principal: Principal, raw: bytes, content_type: str | None
     ) -> JsonResult | StreamResult:
         request = parse_chat(raw, content_type)
-        plan, target = self._route(principal, request.model)
         completion = request.max_completion_tokens
         completion = (self._default_completion if completion is None else completion) * request.choices
-        call = await self._admit(principal, plan, request.model, CHAT_ENDPOINT, estimate_tokens(raw), completion)
+        with self.counting_refusals(principal):
+            plan, target = self._route(principal, request.model)
+            call = await self._admit(principal, plan, request.model, CHAT_ENDPOINT, estimate_tokens(raw), completion)
         response = await self._send(call, target, CHAT, upstream_body(request, target.model), stream=request.stream)
         if not request.stream:
             return await self._answer(call, response)
@@ -116,9 +143,10 @@ class ProxyService:
 
     async def embeddings(self, principal: Principal, raw: bytes, content_type: str | None) -> JsonResult:
         request = parse_embeddings(raw, content_type)
-        plan, target = self._route(principal, request.model)
         prompt = request.input_tokens or estimate_tokens(raw)
-        call = await self._admit(principal, plan, request.model, EMBEDDINGS_ENDPOINT, prompt, 0)
+        with self.counting_refusals(principal):
+            plan, target = self._route(principal, request.model)
+            call = await self._admit(principal, plan, request.model, EMBEDDINGS_ENDPOINT, prompt, 0)
         response = await self._send(call, target, EMBEDDINGS, upstream_body(request, target.model), stream=False)
         return await self._answer(call, response)
 
@@ -128,6 +156,9 @@ class ProxyService:
             await asyncio.wait(set(self._background), timeout=self._settings.stream_drain_max_seconds + 5)
         await self._client.close()
         await self._upstreams.close()
+        if self._refusals is not None:
+            with contextlib.suppress(LiutongError):  # diagnostics: a storage outage at shutdown loses the last counts
+                await self._refusals.close()
 
     def _plan(self, principal: Principal) -> Plan:
         plan = self._plans(principal.plan_id)

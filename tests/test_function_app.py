@@ -23,6 +23,7 @@ EXPECTED = {
     ("v1/chat/completions", ("POST",)),
     ("v1/embeddings", ("POST",)),
     ("v1/models", ("GET",)),
+    ("v1/usage", ("GET",)),
     ("api/admin/teams", ("GET", "POST")),
     ("api/admin/teams/{team}", ("GET", "PATCH")),
     ("api/admin/teams/{team}/suspend", ("POST",)),

@@ -61,7 +61,7 @@ async def read_aggregates(
     for shard_hour in shard_hours.values():
         for group, counters in shard_hour.counts.items():
             add_counters(totals.setdefault((shard_hour.hour, group), zero()), counters)
-    hours = {hour: parse_hour_key(hour) for hour, _ in totals}
+    hours = {hour: parse_hour_key(hour) for hour, _ in shard_hours}  # once per shard-hour, not per group
     rows = [HourAggregate(hours[hour], group, tuple(c)) for (hour, group), c in totals.items()]
     return rows, stats
 
