@@ -81,3 +81,10 @@ bench-proxy: setup
 .PHONY: bench-usage
 bench-usage: setup
 	$(BIN)/python -m bench.usage $(ARGS)
+
+# One key limited to 600 RPM on two service processes sharing one Azurite, for a minute: admitted per process and in
+# all against 600 + the bound, CPU per request, and the same with the shared budget off (the baseline).
+# ARGS=... passes options, e.g. `make bench-limits ARGS="--duration 20 --rounds 2"`.
+.PHONY: bench-limits
+bench-limits: setup
+	$(BIN)/python -m bench.shared_limits $(ARGS)

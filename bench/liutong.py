@@ -10,8 +10,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import SecretStr
-
 from bench.common import ALIAS, HOST, LIUTONG, LegUnavailable, Target
 from bench.legs import probe_both, with_pythonpath
 from bench.processes import Processes, wait_http
@@ -21,6 +19,7 @@ from keystore.keys import display_prefix, generate_key, hash_key, random_key_id
 from keystore.models import KeyRecord, KeyStatus
 from keystore.repository import KeyRepository
 from keystore.teams import Team, TeamStore
+from localdev.serve import settings_environ
 from localdev.stack import LocalStack
 from usage.store import RAW_ROWS
 
@@ -47,16 +46,22 @@ def write_configs(directory: Path, mock_url: str) -> tuple[Path, Path]:
 
 async def seed_key(settings: Settings) -> str:
     """A team on the benchmark plan and one fresh key of it, written with the real stores."""
+    key, _ = await seed_team_key(settings, TEAM, PLAN_ID)
+    return key
+
+
+async def seed_team_key(settings: Settings, team: str, plan_id: str) -> tuple[str, str]:
+    """A team on `plan_id` and one fresh key of it: the key and its id."""
     tables = Tables(settings)
     try:
         await tables.ensure_tables()
-        await TeamStore(tables).put(Team(team=TEAM, plan_id=PLAN_ID, description="benchmark"))
-        key = generate_key()
+        await TeamStore(tables).put(Team(team=team, plan_id=plan_id, description="benchmark"))
+        key, key_id = generate_key(), random_key_id()
         await KeyRepository(tables).insert(KeyRecord(
-            key_hash=hash_key(key), key_id=random_key_id(), prefix=display_prefix(key), team=TEAM,
+            key_hash=hash_key(key), key_id=key_id, prefix=display_prefix(key), team=team,
             description="benchmark", status=KeyStatus.ACTIVE, created_at=datetime.now(UTC),
         ))
-        return key
+        return key, key_id
     finally:
         await tables.close()
 
@@ -79,16 +84,13 @@ def count_usage_records(settings: Settings, wait_seconds: float = 2.0) -> str:
         return f"could not count ({exc!r:.200})"
 
 
-def settings_environ(settings: Settings) -> dict[str, str]:
-    environ = {}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        environ[f"LIUTONG_{name.upper()}"] = str(value)
-    return environ
+def service_environ(stack: LocalStack, settings: Settings) -> dict[str, str]:
+    """This process's environment for a service process: `settings` as LIUTONG_*, identity from the stand-in."""
+    assert stack.standin is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIUTONG_") and k not in _COMPETING_IDENTITY_VARS}
+    env.update(settings_environ(settings))
+    env.update(stack.standin.environ())
+    return env
 
 
 def liutong_settings(stack: LocalStack, mock_url: str, work: Path) -> Settings:
@@ -112,12 +114,9 @@ def start_liutong(
     settings = liutong_settings(stack, mock_url, work)
     assert stack.standin is not None
     key = asyncio.run(seed_key(settings))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIUTONG_") and k not in _COMPETING_IDENTITY_VARS}
-    env.update(settings_environ(settings))
-    env.update(stack.standin.environ())
     port = stack.ports.service
     command = [sys.executable, "-m", "localdev.serve", "--host", HOST, "--port", str(port)]
-    process = processes.start("liutong", command, with_pythonpath(env, extra_path))
+    process = processes.start("liutong", command, with_pythonpath(service_environ(stack, settings), extra_path))
     storage_pid = stack.azurite_process.pid if stack.azurite_process is not None else None
     target = Target(LIUTONG, f"http://{HOST}:{port}", key=key, pid=process.pid, storage_pid=storage_pid)
     try:

@@ -40,10 +40,17 @@ class Processes:
         return "\n".join(text.strip().splitlines()[-lines:])
 
     def stop_all(self) -> None:
-        for _, process, _ in reversed(self._running):
+        self._stop(list(self._running))
+
+    def stop(self, *processes: subprocess.Popen[bytes]) -> None:
+        """Stop some of the children (e.g. one leg's services) and forget them."""
+        self._stop([entry for entry in self._running if entry[1] in processes])
+
+    def _stop(self, entries: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]]) -> None:
+        for _, process, _ in reversed(entries):
             _signal_group(process, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        for _, process, log in reversed(self._running):
+        for _, process, log in reversed(entries):
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -51,7 +58,7 @@ class Processes:
                 process.wait(timeout=5)
             _signal_group(process, signal.SIGKILL)  # stragglers of the group (workers)
             log.close()
-        self._running.clear()
+        self._running = [entry for entry in self._running if entry not in entries]
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

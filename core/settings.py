@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     upstream_read_timeout_seconds: float = Field(default=300, gt=0)
     stream_drain_max_seconds: float = Field(default=60, ge=0)
     quota_sync_interval_seconds: float = Field(default=5, gt=0)
+    # RPM/TPM shared by all instances (limits.leases): each instance holds at most this fraction of a key's limit, so
+    # N instances admit at most N x that over what one would; during a storage outage each admits the outage share.
+    rate_shared_budget: bool = True
+    rate_lease_fraction: float = Field(default=0.01, gt=0, le=0.5)
+    rate_outage_share: float = Field(default=1.0, gt=0, le=1)
 
     # Usage records.
     usage_durability: Literal["async", "sync"] = "async"

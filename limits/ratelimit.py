@@ -9,7 +9,9 @@
   debt (the next calls wait for it), so over time a key never gets more than its limit.
 - A call whose estimate exceeds the whole TPM limit can never fit: refused with `x-should-retry: false`.
 
-Bound: buckets are per instance, so a key spread over N instances can get up to N x its RPM and TPM.
+These buckets are per instance: alone, a key spread over N instances could get up to N x its RPM and TPM.
+limits.leases adds the key's shared budget on top, so that N instances together stay within one instance's
+limits plus N lease slices (the bound is derived there); the headers stay this instance's view.
 """
 
 from __future__ import annotations
@@ -172,12 +174,19 @@ class RateLimiter:
         if over:
             kind, bucket, cost = over[0]
             wait = max(b.wait_for(c) for _, b, c in over)
-            unit = "requests per min (RPM)" if kind == "requests" else "tokens per min (TPM)"
-            message = (
-                f"Rate limit reached on {unit}: Limit {bucket.limit}, Remaining {bucket.remaining()}, "
-                f"Requested {cost}. Please try again in {format_duration(wait)}."
-            )
-            raise _refusal(kind, message, wait, rate_headers(buckets))
+            raise rate_limited(kind, bucket.limit, bucket.remaining(), cost, wait, rate_headers(buckets))
+
+
+def rate_limited(
+    kind: str, limit: int, remaining: int, requested: int, wait: float, headers: dict[str, str]
+) -> RateLimited:
+    """OpenAI's 429 for a `kind` ("requests" or "tokens") limit that cannot take `requested` for `wait` seconds."""
+    unit = "requests per min (RPM)" if kind == "requests" else "tokens per min (TPM)"
+    message = (
+        f"Rate limit reached on {unit}: Limit {limit}, Remaining {remaining}, "
+        f"Requested {requested}. Please try again in {format_duration(wait)}."
+    )
+    return _refusal(kind, message, wait, headers)
 
 
 def _refusal(kind: str, message: str, wait: float, headers: dict[str, str]) -> RateLimited:

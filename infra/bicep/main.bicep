@@ -121,6 +121,7 @@ var serviceTables = [
   'audit'
   'teams'
   'usageagg'
+  'ratebudget'
 ]
 
 module identity 'modules/identity.bicep' = {
@@ -211,6 +212,9 @@ var tunableSettings = {
   LIUTONG_UPSTREAM_READ_TIMEOUT_SECONDS: '300'
   LIUTONG_STREAM_DRAIN_MAX_SECONDS: '60'
   LIUTONG_QUOTA_SYNC_INTERVAL_SECONDS: '5'
+  LIUTONG_RATE_SHARED_BUDGET: 'true'
+  LIUTONG_RATE_LEASE_FRACTION: '0.01'
+  LIUTONG_RATE_OUTAGE_SHARE: '1'
   LIUTONG_USAGE_DURABILITY: 'async'
   LIUTONG_USAGE_JOURNAL_DIR: ''
   LIUTONG_USAGE_BATCH_MAX: '100'
