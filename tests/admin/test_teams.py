@@ -23,7 +23,7 @@ async def test_create_show_update(client: httpx.AsyncClient, tables: Tables, clo
         "description": "first", "created_at": clock.now.isoformat(),
     }
     shown = await client.get("/api/admin/teams/team-a", headers=H)
-    assert shown.json() == created
+    assert shown.json() == {**created, "limits": None}
     patched = await client.patch("/api/admin/teams/team-a", json={"description": "renamed"}, headers=H)
     assert patched.status_code == 200 and patched.json()["description"] == "renamed"
     # The proxy's own TeamStore reads the same row.
