@@ -1,6 +1,7 @@
 """Refused proxy calls (401, 403, 429) counted per UTC hour, owner and key, by status and code: never the key.
 
-Table `refusals`: PartitionKey = hour key "YYYYMMDDHH"; RowKey = "{instance}|{owner}|{key}|{status}|{code}" where
+Table `refusals`: PartitionKey = hour key "YYYYMMDDHH"; RowKey = "{instance}|{owner}|{key}|{status}|{code}" (each
+part through core.tables.table_key) where
 owner is "dep-…" / "team-…" and key the key id when the key resolved, else owner "-" and key "p-" + 16 hex of
 the SHA-256 of the presented key's display prefix ("malformed" when it is not a Liutong key at all);
 property count (Int64) = that instance's refusals of the group in that hour so far.
@@ -27,7 +28,7 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from core.hours import floor_hour, hour_key, parse_hour_key
-from core.tables import Tables, int64, int_value, rows_of, storage_errors
+from core.tables import Tables, int64, int_value, rows_of, storage_errors, table_key
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,9 @@ class RefusalCounter:
         operations = []
         for owner, key, status, code in groups:
             entity = {
-                "PartitionKey": hour, "RowKey": f"{self._instance}|{owner}|{key}|{status}|{code}",
+                # Owners and key ids are key-safe as the service makes them; table_key keeps any other text valid.
+                "PartitionKey": hour,
+                "RowKey": f"{self._instance}|{table_key(owner)}|{table_key(key)}|{status}|{table_key(code)}",
                 "owner": owner, "key": key, "status": status, "code": code,
                 "count": int64(self._counts[hour][(owner, key, status, code)]),
             }

@@ -14,6 +14,7 @@ const RANGES = {
 };
 const LEDGER_STATUSES = ['pending', 'accepted', 'duplicate', 'error', 'retry', 'expired-rolled'];
 const TOP_TEAMS = 10;
+const TOP_REFUSED = 10;
 const LATEST_ERRORS = 8;
 const ERROR_PAGE = 200;
 
@@ -109,6 +110,20 @@ function renderTeams(report) {
   fillRows($('teams'), rows, 4, 'No usage in this range.');
 }
 
+/** Refused calls (401/403/429) of the range, the most frequent first; an unresolved key has no owner. */
+function renderRefused(report) {
+  const refused = report.refused || { data: [] };
+  const rows = refused.data.slice(0, TOP_REFUSED).map((entry) => {
+    const row = document.createElement('tr');
+    row.append(
+      cell('td', entry.owner || '(unknown key)'), cell('td', entry.key, 'mono'),
+      cell('td', String(entry.status), 'num'), cell('td', entry.code), cell('td', formatNumber(entry.count), 'num'),
+    );
+    return row;
+  });
+  fillRows($('refused'), rows, 5, 'No refused calls in this range.');
+}
+
 /** A managed application's resource id is long: show its name, keep the whole id in the tooltip. */
 function resourceCell(resourceId) {
   const name = resourceId.split('/').filter(Boolean).pop() || resourceId;
@@ -146,6 +161,7 @@ function render(span, [plans, models, teams, summaryPage, errorPage]) {
   renderStackedBars($('chart-plan'), { ...chart, series: seriesOf(plans, 'plan_id'), title: 'Tokens per plan' });
   renderStackedBars($('chart-model'), { ...chart, series: seriesOf(models, 'model_alias'), title: 'Tokens per model' });
   renderTeams(teams);
+  renderRefused(teams);
   renderMetering(summaryPage, errorPage);
 }
 

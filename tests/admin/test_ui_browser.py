@@ -130,6 +130,7 @@ async def seeded(admin_service: AdminService) -> tuple[datetime, list[Any]]:
     records = seed.usage_records(now)
     await seed.seed_usage(admin_service.tables, records)
     await seed.seed_ledger(admin_service.tables, now)
+    await seed.seed_refusals(admin_service.tables, now)
     return now, records
 
 
@@ -197,6 +198,13 @@ async def test_the_page_shows_the_seeded_usage_and_metering(
     )
     assert [(name, number(a), number(b), number(c)) for name, a, b, c in rows] == expected_teams
     assert await page.locator("#teams img").count() == 0, "team names are text, never markup"
+
+    refused = await page.eval_on_selector_all(
+        "#refused tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    )
+    assert refused == [[owner or "(unknown key)", key, str(status), code, str(count)]
+                       for owner, key, status, code, count in seed.REFUSED]
+    assert await page.locator("#refused b").count() == 0, "owners are text, never markup"
 
     tiles = await page.eval_on_selector_all(
         "#metering-summary .tile", "tiles => tiles.map(t => [t.dataset.status, t.querySelector('dd').textContent])"

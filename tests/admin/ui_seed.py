@@ -13,6 +13,7 @@ from core.tables import Tables
 from metering.ledger import Entry, Ledger, Status
 from usage.direct import write_records
 from usage.records import UsageRecord
+from usage.refusals import RefusalCounter
 
 DAY = timedelta(days=1)
 PLANS = ("starter", "standard", "prepaid")
@@ -54,6 +55,19 @@ def usage_records(now: datetime) -> list[UsageRecord]:
 async def seed_usage(tables: Tables, records: list[UsageRecord]) -> None:
     """As the usage writer stores them: raw rows and their aggregates, then the aggregates' copy."""
     await write_records(tables, records, shard="c0ffee")
+
+
+# (owner, key, status, code, count): refused calls of the last hours, one owner's name carrying markup
+REFUSED = [("team-<b>bold</b>", "key-1", 429, "rate_limit_exceeded", 7), (None, "p-00aa", 401, "invalid_api_key", 3),
+           ("team-alpha", "key-2", 403, "model_not_found", 1)]
+
+
+async def seed_refusals(tables: Tables, now: datetime) -> None:
+    counter = RefusalCounter(tables, background=False)
+    for owner, key, status, code, count in REFUSED:
+        for _ in range(count):
+            counter.record(now - timedelta(hours=2), owner=owner, key=key, status=status, code=code)
+    await counter.flush()
 
 
 async def seed_ledger(tables: Tables, now: datetime) -> None:
