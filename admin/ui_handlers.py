@@ -27,6 +27,8 @@ ASSETS: dict[str, str] = {
     "app.js": "text/javascript; charset=utf-8",
     "api.js": "text/javascript; charset=utf-8",
     "chart.js": "text/javascript; charset=utf-8",
+    "customers.js": "text/javascript; charset=utf-8",
+    "tables.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
 PAGE = ("index.html", "text/html; charset=utf-8")

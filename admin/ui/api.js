@@ -40,7 +40,7 @@ async function errorMessage(response) {
   return `The server answered HTTP ${response.status}.`;
 }
 
-async function request(path, params) {
+async function request(path, params, { method = 'GET', body } = {}) {
   const bearer = token.get();
   if (!bearer) throw new ApiError(401, 'Sign in with an admin token.');
   const url = new URL(path, window.location.origin);
@@ -49,8 +49,12 @@ async function request(path, params) {
   }
   let response;
   try {
+    const headers = { Authorization: `Bearer ${bearer}`, Accept: 'application/json, text/csv' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
     response = await fetch(url, {
-      headers: { Authorization: `Bearer ${bearer}`, Accept: 'application/json, text/csv' },
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
       cache: 'no-store',
       credentials: 'omit',
       referrerPolicy: 'no-referrer',
@@ -64,6 +68,10 @@ async function request(path, params) {
 
 export async function getJson(path, params = {}) {
   return (await request(path, params)).json();
+}
+
+export async function postJson(path, body) {
+  return (await request(path, {}, { method: 'POST', body })).json();
 }
 
 function attachmentName(response, fallback) {

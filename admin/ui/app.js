@@ -2,6 +2,8 @@
 // API strings are rendered with textContent only: team names and errors are not trusted markup.
 
 import { ApiError, download, getJson, takeTokenFromFragment, token } from './api.js';
+import { connectCustomers, loadCustomers, renderRefused } from './customers.js';
+import { cell, fillRows, resourceCell } from './tables.js';
 import { formatNumber, renderStackedBars } from './chart.js';
 
 const HOUR = 3_600_000;
@@ -14,7 +16,6 @@ const RANGES = {
 };
 const LEDGER_STATUSES = ['pending', 'accepted', 'duplicate', 'error', 'retry', 'expired-rolled'];
 const TOP_TEAMS = 10;
-const TOP_REFUSED = 10;
 const LATEST_ERRORS = 8;
 const ERROR_PAGE = 200;
 
@@ -76,26 +77,6 @@ function topTeams(report) {
     .slice(0, TOP_TEAMS);
 }
 
-function cell(tag, content, className) {
-  const element = document.createElement(tag);
-  element.textContent = content;
-  if (className) element.className = className;
-  return element;
-}
-
-function fillRows(table, rows, columns, emptyText) {
-  const body = table.tBodies[0];
-  if (rows.length === 0) {
-    const empty = cell('td', emptyText, 'empty');
-    empty.colSpan = columns;
-    const row = document.createElement('tr');
-    row.append(empty);
-    body.replaceChildren(row);
-    return;
-  }
-  body.replaceChildren(...rows);
-}
-
 function renderTeams(report) {
   const rows = topTeams(report).map((team) => {
     const row = document.createElement('tr');
@@ -108,28 +89,6 @@ function renderTeams(report) {
     return row;
   });
   fillRows($('teams'), rows, 4, 'No usage in this range.');
-}
-
-/** Refused calls (401/403/429) of the range, the most frequent first; an unresolved key has no owner. */
-function renderRefused(report) {
-  const refused = report.refused || { data: [] };
-  const rows = refused.data.slice(0, TOP_REFUSED).map((entry) => {
-    const row = document.createElement('tr');
-    row.append(
-      cell('td', entry.owner || '(unknown key)'), cell('td', entry.key, 'mono'),
-      cell('td', String(entry.status), 'num'), cell('td', entry.code), cell('td', formatNumber(entry.count), 'num'),
-    );
-    return row;
-  });
-  fillRows($('refused'), rows, 5, 'No refused calls in this range.');
-}
-
-/** A managed application's resource id is long: show its name, keep the whole id in the tooltip. */
-function resourceCell(resourceId) {
-  const name = resourceId.split('/').filter(Boolean).pop() || resourceId;
-  const element = cell('td', name, 'mono');
-  element.title = resourceId;
-  return element;
 }
 
 function renderMetering(summaryPage, errorPage) {
@@ -222,6 +181,7 @@ async function load() {
     const answers = await fetchAll(span);
     if (generation !== state.generation) return;
     render(span, answers);
+    await loadCustomers();
     showError('');
     setStatus(`Usage for ${span.label} (UTC), updated ${clockLabel.format(Date.now())} UTC.`);
   } catch (error) {
@@ -248,6 +208,7 @@ async function downloadCsv() {
 }
 
 function wire() {
+  connectCustomers({ fail, clearError: () => showError(''), formatHour: shortHour });
   for (const button of document.querySelectorAll('[data-range]')) {
     button.addEventListener('click', () => {
       selectRange(button.dataset.range);

@@ -131,6 +131,8 @@ async def seeded(admin_service: AdminService) -> tuple[datetime, list[Any]]:
     await seed.seed_usage(admin_service.tables, records)
     await seed.seed_ledger(admin_service.tables, now)
     await seed.seed_refusals(admin_service.tables, now)
+    admin_service.deployments = seed.admin_deployments(admin_service)
+    await seed.seed_deployment(admin_service.tables, now)
     return now, records
 
 
@@ -247,8 +249,42 @@ async def test_the_page_shows_the_seeded_usage_and_metering(
     assert not [(path, query) for path, query, _ in seen.requests if token in path or token in query]
     api_calls = [(path, authorized) for path, _, authorized in seen.requests if not path.startswith(PAGE)]
     assert api_calls and all(authorized for _, authorized in api_calls)
-    assert {path for path, _ in api_calls} == {"/api/admin/usage", "/api/admin/metering/ledger"}
+    assert {path for path, _ in api_calls} == {"/api/admin/usage", "/api/admin/metering/ledger",
+                                               "/api/admin/deployments"}
     print(f"browser test: {time.monotonic() - started:.1f}s, screenshots in {tmp_screens}")
+
+
+async def test_an_operator_suspends_and_resumes_a_customer_from_the_page(
+    site: tuple[str, Seen], watched: Watched, seeded: tuple[datetime, list[Any]], admin_service: AdminService
+) -> None:
+    base_url, _ = site
+    page = watched.page
+    await page.goto(f"{base_url}{PAGE}#access_token={admin_token()}")
+    await wait_until_loaded(page, "the last 30 days")
+    row = page.locator(f"#customers tr[data-deployment='{seed.DEPLOYMENT_ID}']")
+    await row.wait_for()
+    assert await row.locator("td").nth(3).text_content() == "active"
+    answers = iter(["unpaid <b>invoice</b>", None])
+
+    async def answer(dialog: Any) -> None:
+        reason = next(answers)
+        await (dialog.accept(reason) if reason is not None else dialog.dismiss())
+
+    page.on("dialog", answer)
+    await row.locator("button").click()
+    await page.wait_for_function(
+        "id => document.querySelector(`#customers tr[data-deployment='${id}'] button`).textContent === 'Resume'",
+        arg=seed.DEPLOYMENT_ID,
+    )
+    assert (await row.locator("td").nth(3).text_content() or "").endswith(": unpaid <b>invoice</b>")
+    assert await page.locator("#customers b").count() == 0, "reasons are text, never markup"
+    stored = await admin_service.deployments.get(seed.DEPLOYMENT_ID)  # type: ignore[union-attr]
+    assert stored.suspended and stored.suspended_reason == "unpaid <b>invoice</b>"
+
+    await row.locator("button").click()  # the second prompt is dismissed: nothing changes
+    await asyncio.sleep(0.3)
+    assert (await admin_service.deployments.get(seed.DEPLOYMENT_ID)).suspended  # type: ignore[union-attr]
+    assert watched.console_errors == []
 
 
 async def test_without_a_token_the_page_asks_for_one_and_makes_no_api_call(

@@ -26,6 +26,8 @@ TYPES = {
     "/api/admin/ui/app.js": "text/javascript; charset=utf-8",
     "/api/admin/ui/api.js": "text/javascript; charset=utf-8",
     "/api/admin/ui/chart.js": "text/javascript; charset=utf-8",
+    "/api/admin/ui/customers.js": "text/javascript; charset=utf-8",
+    "/api/admin/ui/tables.js": "text/javascript; charset=utf-8",
     "/api/admin/ui/app.css": "text/css; charset=utf-8",
 }
 

@@ -8,9 +8,16 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from admin.deployments import AdminDeployments
+from admin.service import AdminService
 from core.hours import HOUR, floor_hour
 from core.tables import Tables
+from keystore.master_secret import SettingMasterSecret
 from metering.ledger import Entry, Ledger, Status
+from provisioning.deployment_store import DeploymentStore
+from provisioning.deployments import Deployment
+from provisioning.notifications import Plan as MarketplacePlan
+from provisioning.rotation import RotationPolicy
 from usage.direct import write_records
 from usage.records import UsageRecord
 from usage.refusals import RefusalCounter
@@ -189,3 +196,24 @@ def _paeth(row: bytearray, up: bytearray, bpp: int) -> None:
         left, above, corner = row[i - bpp], up[i], up[i - bpp]
         pa, pb, pc = abs(above - corner), abs(left - corner), abs(left + above - 2 * corner)
         row[i] = (row[i] + (left if pa <= pb and pa <= pc else above if pb <= pc else corner)) & 255
+
+
+DEPLOYMENT_ID = "d" * 64
+
+
+def admin_deployments(service: AdminService) -> AdminDeployments:
+    return AdminDeployments(
+        tables=service.tables, store=DeploymentStore(service.tables), keys=service.keys,
+        masters=SettingMasterSecret("m" * 40), policy=RotationPolicy(timedelta(days=30), timedelta(hours=24)),
+        audit=service.audit, now=service.now,
+    )
+
+
+async def seed_deployment(tables: Tables, now: datetime) -> None:
+    app = ("/subscriptions/00000000-0000-0000-0000-000000000001/resourcegroups/rg/providers/"
+           "microsoft.solutions/applications/contoso-llm")
+    await DeploymentStore(tables).create(Deployment(
+        deployment_id=DEPLOYMENT_ID, application_id=app, state="Succeeded", last_event_type="PUT", state_key="0",
+        first_event_time=now, last_event_time=now,
+        plan=MarketplacePlan(publisher="liutong", product="liutong-llm", name="standard", version="1.0.0"),
+    ))
