@@ -12,6 +12,7 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
     AzureError,
@@ -20,7 +21,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import EdmType, EntityProperty
+from azure.data.tables import EdmType, EntityProperty, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from core.errors import StorageUnavailable
@@ -118,6 +119,24 @@ def int_value(value: Any) -> int:
 def int64(value: int) -> EntityProperty:
     """Plain ints are stored as Int32 and overflow at 2^31."""
     return EntityProperty(value, EdmType.INT64)
+
+
+async def write_if_unchanged(table: TableClient, entity: dict[str, Any], etag: str | None) -> str | None:
+    """Creates the entity (etag None: it was read as absent) or replaces it if it still has `etag`.
+
+    Its new ETag, or None when another writer got there first: the caller re-reads and decides again.
+    """
+    try:
+        with storage_errors():
+            if etag is None:
+                meta = await table.create_entity(entity)
+            else:
+                meta = await table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+    except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+        return None
+    return str(meta["etag"])
 
 
 async def rows_of(

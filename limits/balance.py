@@ -31,13 +31,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
 from core.errors import InsufficientQuota, LiutongError, ServiceUnavailable
-from core.tables import storage_errors
+from core.tables import storage_errors, write_if_unchanged
 from limits.owners import int64, owner_key, read_int
 
 log = logging.getLogger(__name__)
@@ -296,14 +294,4 @@ class PrepaidBalances:
             "shortfall": int64(state.shortfall),
             "batches": " ".join(state.batches),
         }
-        try:
-            with storage_errors():
-                if etag is None:
-                    meta = await self._table.create_entity(entity)
-                else:
-                    meta = await self._table.update_entity(
-                        entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-                    )
-        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
-            return None
-        return str(meta["etag"])
+        return await write_if_unchanged(self._table, entity, etag)

@@ -25,12 +25,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import EntityProperty, UpdateMode
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import EntityProperty
 from azure.data.tables.aio import TableClient
 
-from core.tables import storage_errors, table_key
+from core.tables import storage_errors, table_key, write_if_unchanged
 from limits.ratelimit import WINDOW_SECONDS
 
 log = logging.getLogger(__name__)
@@ -125,17 +124,7 @@ class SharedBuckets:
         """The new ETag, or None when another instance wrote first."""
         entity: dict[str, Any] = {"PartitionKey": key, "RowKey": ROW, "at": float(at)}
         entity.update({kind: float(level) for kind, level in levels.items()})
-        try:
-            with storage_errors():
-                if etag is None:
-                    meta = await self._table.create_entity(entity)
-                else:
-                    meta = await self._table.update_entity(
-                        entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-                    )
-        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
-            return None
-        return str(meta["etag"])
+        return await write_if_unchanged(self._table, entity, etag)
 
 
 def _number(value: Any) -> float:

@@ -26,13 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
 from core.errors import InsufficientQuota, StorageUnavailable
-from core.tables import storage_errors
+from core.tables import storage_errors, write_if_unchanged
 from limits.owners import int64, owner_key, read_int
 from limits.plans import Plan
 
@@ -154,14 +152,4 @@ class MonthlyQuota:
     async def _write(self, view: _View, total: int, etag: str | None) -> bool:
         """False when another writer got there first (the caller re-reads)."""
         entity = {"PartitionKey": view.key, "RowKey": view.month, "used": int64(total)}
-        try:
-            with storage_errors():
-                if etag is None:
-                    await self._table.create_entity(entity)
-                else:
-                    await self._table.update_entity(
-                        entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-                    )
-        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
-            return False
-        return True
+        return await write_if_unchanged(self._table, entity, etag) is not None
