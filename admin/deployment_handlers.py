@@ -91,22 +91,23 @@ async def admin_deployment_rotate(req: Request) -> Response:
     return JSONResponse(deployment_view(deployment))
 
 
-@endpoint
-async def admin_deployment_suspend(req: Request) -> Response:
+async def _set_suspended(req: Request, *, suspend: bool) -> Response:
     service, op = await _operator(req)
     _params(req, set())
     why = reason(await _body(req, service))
-    deployment = await _deployments(service).suspend(op, req.path_params["deployment_id"], why)
-    return JSONResponse(deployment_view(deployment))
+    deployments = _deployments(service)
+    change = deployments.suspend if suspend else deployments.resume
+    return JSONResponse(deployment_view(await change(op, req.path_params["deployment_id"], why)))
+
+
+@endpoint
+async def admin_deployment_suspend(req: Request) -> Response:
+    return await _set_suspended(req, suspend=True)
 
 
 @endpoint
 async def admin_deployment_resume(req: Request) -> Response:
-    service, op = await _operator(req)
-    _params(req, set())
-    why = reason(await _body(req, service))
-    deployment = await _deployments(service).resume(op, req.path_params["deployment_id"], why)
-    return JSONResponse(deployment_view(deployment))
+    return await _set_suspended(req, suspend=False)
 
 
 @endpoint
