@@ -7,12 +7,14 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from core.settings import Settings
 from core.tables import Tables
 from localdev import azurite
 from localdev.stack import LocalStack, Ports, write_mock_upstreams
+from tests.admin.stack_operator import operator_api
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +76,17 @@ def stack() -> Iterator[LocalStack]:
         yield local
     finally:
         local.stop()
+
+
+@pytest.fixture
+async def admin(stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
+    """The stack's admin API, signed in as the automation app (client credentials at the Entra stand-in)."""
+    async with operator_api(stack) as api:
+        yield api
+
+
+@pytest.fixture
+async def service_http(stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
+    """Plain HTTP to the stack's service (webhook, key exchange, /v1)."""
+    async with httpx.AsyncClient(base_url=stack.service_url, timeout=60) as http:
+        yield http

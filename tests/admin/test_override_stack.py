@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import httpx
 import openai
@@ -13,7 +12,6 @@ import pytest
 
 from localdev.stack import LocalStack
 from provisioning.notifications import deployment_id_for
-from tests.admin.stack_operator import operator_api
 from tests.provisioning.service import app_token
 from tests.provisioning.test_exchange_http import deploy
 from tests.provisioning.test_rotation_stack import TTL_SECONDS, current
@@ -22,16 +20,6 @@ pytestmark = pytest.mark.e2e
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 
-@pytest.fixture
-async def admin(stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with operator_api(stack) as api:
-        yield api
-
-
-@pytest.fixture
-async def client(stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.service_url, timeout=60) as http:
-        yield http
 
 
 async def statuses(stack: LocalStack, key: str, calls: int, model: str = "gpt-4o-mini") -> Counter[int | str]:
@@ -46,15 +34,16 @@ async def statuses(stack: LocalStack, key: str, calls: int, model: str = "gpt-4o
     return seen
 
 
-async def customer(stack: LocalStack, client: httpx.AsyncClient) -> tuple[str, str]:
-    app_id = await deploy(stack, client)
-    return deployment_id_for(app_id), (await current(client, await app_token(app_id), app_id))["key"]
+async def customer(stack: LocalStack, service_http: httpx.AsyncClient) -> tuple[str, str]:
+    app_id = await deploy(stack, service_http)
+    return deployment_id_for(app_id), (await current(service_http, await app_token(app_id), app_id))["key"]
 
 
 async def test_an_override_throttles_only_its_deployment_until_cleared(
-    stack: LocalStack, client: httpx.AsyncClient, admin: httpx.AsyncClient
+    stack: LocalStack, service_http: httpx.AsyncClient, admin: httpx.AsyncClient
 ) -> None:
-    (throttled, throttled_key), (_, other_key) = await customer(stack, client), await customer(stack, client)
+    throttled, throttled_key = await customer(stack, service_http)
+    _, other_key = await customer(stack, service_http)
     response = await admin.put(f"/deployments/{throttled}/limits",
                                json={"rpm": 2, "models": ["gpt-4o-mini"], "reason": "runaway client"})
     assert response.status_code == 200, response.text

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -13,17 +12,11 @@ import openai
 import pytest
 
 from localdev.stack import LocalStack
-from tests.admin.stack_operator import operator_api
 
 pytestmark = pytest.mark.e2e
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
-
-@pytest.fixture
-async def admin(stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with operator_api(stack) as api:
-        yield api
 
 
 async def chat_status(stack: LocalStack, key: str) -> int:

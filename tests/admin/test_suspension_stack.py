@@ -4,7 +4,6 @@ account_suspended within the principal cache TTL, its key exchange mints nothing
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import httpx
 import openai
@@ -12,7 +11,6 @@ import pytest
 
 from localdev.stack import LocalStack
 from provisioning.notifications import deployment_id_for
-from tests.admin.stack_operator import operator_api
 from tests.provisioning.service import app_token
 from tests.provisioning.test_exchange_http import deploy
 from tests.provisioning.test_rotation_stack import current, key_rows, post
@@ -20,16 +18,6 @@ from tests.provisioning.test_rotation_stack import current, key_rows, post
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-async def admin(stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with operator_api(stack) as api:
-        yield api
-
-
-@pytest.fixture
-async def client(stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.service_url, timeout=60) as http:
-        yield http
 
 
 async def models_status(stack: LocalStack, key: str) -> tuple[int, str | None]:
@@ -53,13 +41,13 @@ async def eventually(stack: LocalStack, key: str, expected: tuple[int, str | Non
 
 
 async def test_suspend_and_resume_reach_the_proxy_and_the_key_exchange(
-    stack: LocalStack, client: httpx.AsyncClient, admin: httpx.AsyncClient
+    stack: LocalStack, service_http: httpx.AsyncClient, admin: httpx.AsyncClient
 ) -> None:
-    app_id = await deploy(stack, client)
+    app_id = await deploy(stack, service_http)
     token = await app_token(app_id)
-    key = (await current(client, token, app_id))["key"]
-    other_app = await deploy(stack, client)
-    other_key = (await current(client, await app_token(other_app), other_app))["key"]
+    key = (await current(service_http, token, app_id))["key"]
+    other_app = await deploy(stack, service_http)
+    other_key = (await current(service_http, await app_token(other_app), other_app))["key"]
     dep = deployment_id_for(app_id)
 
     suspended = await admin.post(f"/deployments/{dep}/suspend", json={"reason": "payment overdue"})
@@ -69,7 +57,7 @@ async def test_suspend_and_resume_reach_the_proxy_and_the_key_exchange(
 
     rows_before, _ = await key_rows(stack, app_id)
     for path in ("key", "key/rotate"):
-        refused = await post(client, token, path, {"application_id": app_id})
+        refused = await post(service_http, token, path, {"application_id": app_id})
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "account_suspended"
         assert "publisher" in refused.json()["error"]["message"]
     rows_after, audit = await key_rows(stack, app_id)
@@ -78,4 +66,4 @@ async def test_suspend_and_resume_reach_the_proxy_and_the_key_exchange(
 
     assert (await admin.post(f"/deployments/{dep}/resume")).status_code == 200
     await eventually(stack, key, (200, None))
-    assert (await current(client, token, app_id))["key"] == key
+    assert (await current(service_http, token, app_id))["key"] == key

@@ -7,23 +7,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
 from localdev.stack import LocalStack
-from tests.admin.stack_operator import operator_api
 from tests.provisioning.test_rotation_stack import working
 
 pytestmark = pytest.mark.e2e
 
-
-@pytest.fixture
-async def admin(stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with operator_api(stack) as api:
-        yield api
 
 
 async def new_team(admin: httpx.AsyncClient) -> tuple[str, dict[str, Any]]:

@@ -3,7 +3,6 @@ at most two of its keys work at the proxy (the openai SDK) once the principal ca
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,24 +20,19 @@ pytestmark = pytest.mark.e2e
 TTL_SECONDS = 1  # principal_cache_ttl_seconds of the test stack (tests/conftest.py)
 
 
-@pytest.fixture
-async def client(stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.service_url, timeout=60) as http:
-        yield http
+
+async def post(service_http: httpx.AsyncClient, token: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    return await service_http.post(f"/api/provisioning/{path}", json=body, headers={"authorization": f"Bearer {token}"})
 
 
-async def post(client: httpx.AsyncClient, token: str, path: str, body: dict[str, Any]) -> httpx.Response:
-    return await client.post(f"/api/provisioning/{path}", json=body, headers={"authorization": f"Bearer {token}"})
-
-
-async def rotate(client: httpx.AsyncClient, token: str, app_id: str, **options: Any) -> dict[str, Any]:
-    response = await post(client, token, "key/rotate", {"application_id": app_id, **options})
+async def rotate(service_http: httpx.AsyncClient, token: str, app_id: str, **options: Any) -> dict[str, Any]:
+    response = await post(service_http, token, "key/rotate", {"application_id": app_id, **options})
     assert response.status_code == 200, response.text
     return dict(response.json())
 
 
-async def current(client: httpx.AsyncClient, token: str, app_id: str) -> dict[str, Any]:
-    response = await post(client, token, "key", {"application_id": app_id})
+async def current(service_http: httpx.AsyncClient, token: str, app_id: str) -> dict[str, Any]:
+    response = await post(service_http, token, "key", {"application_id": app_id})
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -78,18 +72,18 @@ def assert_one_audit_row_per_revocation(rows: list[dict[str, Any]], audit: list[
 
 
 async def test_sequential_rotations_leave_the_current_and_the_previous_key(
-    stack: LocalStack, client: httpx.AsyncClient
+    stack: LocalStack, service_http: httpx.AsyncClient
 ) -> None:
-    app_id = await deploy(stack, client)
+    app_id = await deploy(stack, service_http)
     token = await app_token(app_id)
-    grants = [await current(client, token, app_id)]
+    grants = [await current(service_http, token, app_id)]
     for _ in range(3):
-        grants.append(await rotate(client, token, app_id))
+        grants.append(await rotate(service_http, token, app_id))
     keys = [g["key"] for g in grants]
     assert len(set(keys)) == 4
 
     assert await working(stack, set(keys)) == {keys[-2], keys[-1]}
-    latest = await current(client, token, app_id)
+    latest = await current(service_http, token, app_id)
     assert latest["key"] == keys[-1] and latest["previous_key_valid_until"] is not None
     rows, audit = await key_rows(stack, app_id)
     assert {r["key_id"] for r in rows if r["status"] == "revoked"} == {grants[0]["key_id"], grants[1]["key_id"]}
@@ -97,16 +91,16 @@ async def test_sequential_rotations_leave_the_current_and_the_previous_key(
 
 
 async def test_fifty_concurrent_rotations_leave_at_most_two_working_keys(
-    stack: LocalStack, client: httpx.AsyncClient
+    stack: LocalStack, service_http: httpx.AsyncClient
 ) -> None:
-    app_id = await deploy(stack, client)
+    app_id = await deploy(stack, service_http)
     token = await app_token(app_id)
-    first = await current(client, token, app_id)
-    grants = await asyncio.gather(*(rotate(client, token, app_id) for _ in range(50)))
+    first = await current(service_http, token, app_id)
+    grants = await asyncio.gather(*(rotate(service_http, token, app_id) for _ in range(50)))
     handed_out = {first["key"], *(g["key"] for g in grants)}
 
     alive = await working(stack, handed_out)
-    latest = await current(client, token, app_id)
+    latest = await current(service_http, token, app_id)
     assert 1 <= len(alive) <= 2 and latest["key"] in alive
     rows, audit = await key_rows(stack, app_id)
     assert len(usable(rows)) <= 2  # also counts key rows no caller was handed
@@ -114,31 +108,31 @@ async def test_fifty_concurrent_rotations_leave_at_most_two_working_keys(
     assert_one_audit_row_per_revocation(rows, audit)
 
 
-async def test_revoke_previous_leaves_exactly_one_key(stack: LocalStack, client: httpx.AsyncClient) -> None:
-    app_id = await deploy(stack, client)
+async def test_revoke_previous_leaves_exactly_one_key(stack: LocalStack, service_http: httpx.AsyncClient) -> None:
+    app_id = await deploy(stack, service_http)
     token = await app_token(app_id)
-    leaked = await current(client, token, app_id)
-    graced = await rotate(client, token, app_id)
-    fresh = await rotate(client, token, app_id, revoke_previous=True)
+    leaked = await current(service_http, token, app_id)
+    graced = await rotate(service_http, token, app_id)
+    fresh = await rotate(service_http, token, app_id, revoke_previous=True)
     assert fresh["previous_key_valid_until"] is None
 
     assert await working(stack, {leaked["key"], graced["key"], fresh["key"]}) == {fresh["key"]}
-    assert (await current(client, token, app_id))["key"] == fresh["key"]
+    assert (await current(service_http, token, app_id))["key"] == fresh["key"]
     rows, audit = await key_rows(stack, app_id)
     assert [r["key_id"] for r in usable(rows)] == [fresh["key_id"]]
     assert_one_audit_row_per_revocation(rows, audit)
 
 
 async def test_fifty_concurrent_rotations_without_grace_leave_one_key(
-    stack: LocalStack, client: httpx.AsyncClient
+    stack: LocalStack, service_http: httpx.AsyncClient
 ) -> None:
-    app_id = await deploy(stack, client)
+    app_id = await deploy(stack, service_http)
     token = await app_token(app_id)
-    first = await current(client, token, app_id)
-    grants = await asyncio.gather(*(rotate(client, token, app_id, revoke_previous=True) for _ in range(50)))
+    first = await current(service_http, token, app_id)
+    grants = await asyncio.gather(*(rotate(service_http, token, app_id, revoke_previous=True) for _ in range(50)))
     handed_out = {first["key"], *(g["key"] for g in grants)}
 
-    latest = await current(client, token, app_id)
+    latest = await current(service_http, token, app_id)
     assert await working(stack, handed_out) == {latest["key"]}
     rows, audit = await key_rows(stack, app_id)
     assert [r["key_id"] for r in usable(rows)] == [latest["key_id"]]
@@ -153,13 +147,13 @@ async def test_fifty_concurrent_rotations_without_grace_leave_one_key(
     ("key", {"revoke_previous": True}, "revoke_previous"),
 ])
 async def test_bad_rotation_options_are_refused_and_change_nothing(
-    stack: LocalStack, client: httpx.AsyncClient, path: str, body: dict[str, Any], param: str
+    stack: LocalStack, service_http: httpx.AsyncClient, path: str, body: dict[str, Any], param: str
 ) -> None:
-    app_id = await deploy(stack, client)
+    app_id = await deploy(stack, service_http)
     token = await app_token(app_id)
-    await current(client, token, app_id)
+    await current(service_http, token, app_id)
     before = await key_rows(stack, app_id)
-    response = await post(client, token, path, {"application_id": app_id, **body})
+    response = await post(service_http, token, path, {"application_id": app_id, **body})
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["param"] == param and error["type"] == "invalid_request_error" and error["message"]

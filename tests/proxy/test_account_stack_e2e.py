@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +16,6 @@ import pytest
 from core.hours import month_start
 from localdev.stack import LocalStack
 from provisioning.notifications import deployment_id_for
-from tests.admin.stack_operator import operator_api
 from tests.proxy.test_stack_e2e import marketplace_key, sdk
 
 pytestmark = pytest.mark.e2e
@@ -27,16 +25,6 @@ COUNTER_NAMES = ("requests", "errors", "prompt_tokens", "cached_tokens", "comple
                  "plan_tokens", "estimated_requests")
 
 
-@pytest.fixture
-async def admin(stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with operator_api(stack) as api:
-        yield api
-
-
-@pytest.fixture
-async def client(stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.service_url, timeout=30) as http:
-        yield http
 
 
 async def use_models(api: openai.AsyncOpenAI, *, chats: int, embeddings: bool) -> int:
@@ -84,9 +72,9 @@ async def own_view(api: openai.AsyncOpenAI, expected: list[tuple[Any, ...]]) -> 
 
 
 async def test_a_customers_view_equals_the_admin_report_for_its_deployment(
-    stack: LocalStack, client: httpx.AsyncClient, admin: httpx.AsyncClient,
+    stack: LocalStack, service_http: httpx.AsyncClient, admin: httpx.AsyncClient,
 ) -> None:
-    app_id, key = await marketplace_key(stack, client)
+    app_id, key = await marketplace_key(stack, service_http)
     deployment = deployment_id_for(app_id)
     customer = sdk(stack, key)
     calls = await use_models(customer, chats=3, embeddings=True)
@@ -112,9 +100,9 @@ async def test_a_customers_view_equals_the_admin_report_for_its_deployment(
     assert team_view["totals"]["requests"] == other_calls
 
 
-async def test_an_admin_token_is_not_a_liutong_key(stack: LocalStack, client: httpx.AsyncClient,
+async def test_an_admin_token_is_not_a_liutong_key(stack: LocalStack, service_http: httpx.AsyncClient,
                                                   admin: httpx.AsyncClient) -> None:
-    response = await client.get("/v1/usage", headers={"authorization": admin.headers["authorization"]})
+    response = await service_http.get("/v1/usage", headers={"authorization": admin.headers["authorization"]})
     assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
     with pytest.raises(openai.AuthenticationError):
         await sdk(stack, "lt-" + "B" * 43).get("/usage", cast_to=httpx.Response)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,17 +14,11 @@ import openai
 import pytest
 
 from localdev.stack import LocalStack
-from tests.admin.stack_operator import operator_api
 from tests.provisioning.service import snapshot
 
 pytestmark = pytest.mark.e2e
 MESSAGES = [{"role": "user", "content": "hello"}]
 
-
-@pytest.fixture
-async def admin(stack: LocalStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with operator_api(stack) as api:
-        yield api
 
 
 async def refused(stack: LocalStack, key: str, model: str) -> int:
