@@ -29,7 +29,7 @@ class AdminOverrides:
 
     async def view(self, owner: str) -> dict[str, Any] | None:
         found = await self.store.get(owner)
-        return found.view(self._now()) if found is not None else None
+        return override_view(found, self._now()) if found is not None else None
 
     async def set(
         self, op: Operator, *, owner: str, plan: Plan | None, body: dict[str, Any], audit_as: tuple[str, str]
@@ -39,7 +39,7 @@ class AdminOverrides:
         stored = StoredOverride(limits, reason=reason, set_by=op.oid, set_at=self._now())
         await self.store.put(owner, stored)
         await self._record(op, f"{audit_as[0]}.limits", audit_as[1], plan, reason)
-        return stored.view(self._now())
+        return override_view(stored, self._now())
 
     async def clear(
         self, op: Operator, *, owner: str, plan: Plan | None, reason: str | None, audit_as: tuple[str, str]
@@ -80,6 +80,17 @@ class AdminOverrides:
             action=action, reason=reason, actor_oid=op.oid, actor_tid=op.tid,
             plan_id=plan.plan_id if plan is not None else None, resource_id=resource, at=self._now(),
         ))
+
+
+def override_view(stored: StoredOverride, now: datetime) -> dict[str, Any]:
+    """An override as operators see it: the limits, whether they apply now, and who set them, when and why."""
+    limits = stored.limits
+    return {
+        "rpm": limits.rpm, "tpm": limits.tpm, "monthly_tokens": limits.monthly_tokens,
+        "models": list(limits.models) if limits.models is not None else None,
+        "expires_at": v.iso(limits.expires_at), "active": limits.active(now), "reason": stored.reason,
+        "set_by": stored.set_by, "set_at": v.iso(stored.set_at),
+    }
 
 
 def _limit(body: dict[str, Any], name: str, *, low: int) -> int | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -34,21 +34,12 @@ ROW = "limits"
 
 @dataclass(frozen=True)
 class StoredOverride:
-    """An override as operators see it: the limits, and who set them, when and why."""
+    """An override as stored: the limits, and who set them, when and why."""
 
     limits: LimitOverride
     reason: str | None = None
     set_by: str | None = None
     set_at: datetime | None = None
-
-    def view(self, now: datetime) -> dict[str, Any]:
-        limits = self.limits
-        return {
-            "rpm": limits.rpm, "tpm": limits.tpm, "monthly_tokens": limits.monthly_tokens,
-            "models": list(limits.models) if limits.models is not None else None,
-            "expires_at": _iso(limits.expires_at), "active": limits.active(now), "reason": self.reason,
-            "set_by": self.set_by, "set_at": _iso(self.set_at),
-        }
 
 
 def effective_plan(plan: Plan, override: LimitOverride | None, now: datetime) -> Plan:
@@ -126,7 +117,3 @@ def _int64(value: int | None) -> Any:
 
 def _optional_int(value: Any) -> int | None:
     return None if value is None else int_value(value)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
