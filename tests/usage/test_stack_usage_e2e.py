@@ -12,7 +12,6 @@ import openai
 import pytest
 
 from localdev.stack import LocalStack
-from tests.admin.test_stack_admin_e2e import admin  # noqa: F401  (the fixture: an operator's client)
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +29,7 @@ async def report_totals(operator: httpx.AsyncClient, team: str, start: datetime,
     raise AssertionError(f"the report still counts {totals['requests']} of {want} requests")
 
 
-async def test_usage_report_counts_sdk_calls_exactly(stack: LocalStack, admin: httpx.AsyncClient) -> None:  # noqa: F811
+async def test_usage_report_counts_sdk_calls_exactly(stack: LocalStack, admin: httpx.AsyncClient) -> None:
     start = datetime.now(UTC)
     team = f"e2e-usage-{uuid.uuid4().hex[:8]}"
     assert (await admin.post("/teams", json={"team": team, "plan_id": "starter"})).status_code == 201
