@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from localdev.stack import LocalStack
-from tests.provisioning.service import snapshot
+from tests.provisioning.service import table_rows
 
 pytestmark = pytest.mark.e2e
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -66,6 +66,6 @@ async def test_refused_calls_are_counted_per_owner_and_reported(stack: LocalStac
     assert {row["owner"] for row in body["data"]} == {f"team-{team}"}  # the report's team filter
     assert {row["key"] for row in body["data"]} == {minted["key_id"]}
 
-    stored = json.dumps((await snapshot(stack))["refusals"], default=str)
+    stored = json.dumps(await table_rows(stack, "refusals"), default=str)
     assert minted["key"] not in stored and wrong_key not in stored and wrong_key[:12] not in stored
     assert '"key": "p-' in stored and '"status": 401' in stored  # the wrong key: a hash of its prefix only
