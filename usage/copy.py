@@ -37,6 +37,8 @@ TABLE = "usageagg"
 _CHUNK = 15_000  # characters per string property: at most 64 KiB of UTF-16 each
 _CHUNKS_PER_ROW = 24  # under the 1 MiB an entity may hold, with room for the rest
 _WIDTH = len(GROUP_COLUMNS) + len(COUNTERS)
+# Copies written before the reasoning, media and auto counters hold the first eight counters only.
+_FIRST_WIDTH = len(GROUP_COLUMNS) + COUNTERS.index("reasoning_tokens")
 _TRANSACTION_CHARS = 1_000_000  # UTF-8 takes up to 3 bytes a character
 
 ShardHour = tuple[str, str]  # (hour key, shard)
@@ -98,9 +100,15 @@ def decode(row: Any) -> list[tuple[Group, list[int]]] | None:
         items = orjson.loads("".join(chunks))
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(items, list) or not all(isinstance(item, list) and len(item) == _WIDTH for item in items):
+    if not isinstance(items, list) or not all(
+        isinstance(item, list) and _FIRST_WIDTH <= len(item) <= _WIDTH for item in items
+    ):
         return None
-    return [(tuple(item[: len(GROUP_COLUMNS)]), list(item[len(GROUP_COLUMNS) :])) for item in items]
+    padding = [0] * len(COUNTERS)
+    return [
+        (tuple(item[: len(GROUP_COLUMNS)]), [*item[len(GROUP_COLUMNS) :], *padding[: _WIDTH - len(item)]])
+        for item in items
+    ]
 
 
 class AggregateCopy:

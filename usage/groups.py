@@ -1,8 +1,9 @@
 """What usage is aggregated by, and how: groups, counters, and their Table row keys. Pure: no I/O.
 
 A group is one combination of GROUP_COLUMNS; its counters (COUNTERS order) count requests, errors
-(status >= 400), tokens and estimated requests. Counting a raw usage row and counting the UsageRecord it
-came from give the same counters (tests/usage/test_groups.py checks this for any record).
+(status >= 400), tokens, estimated requests, reasoning tokens, media units (one counter per unit) and calls
+that chose their model in auto mode. Counters added later come last: a row written before has fewer, read as 0.
+Counting a raw usage row and counting the UsageRecord it came from give the same counters.
 """
 
 from __future__ import annotations
@@ -16,10 +17,17 @@ from usage.records import UsageRecord
 # The usage columns an aggregate groups on, in RowKey order.
 GROUP_COLUMNS = ("team", "deployment_id", "plan_id", "model_alias", "key_id")
 TOKEN_COUNTERS = ("prompt_tokens", "cached_tokens", "completion_tokens", "total_tokens", "plan_tokens")
-COUNTERS = ("requests", "errors", *TOKEN_COUNTERS, "estimated_requests")
+# A media call's unit (UsageRecord.unit) -> the counter its quantity adds to.
+UNITS = {"image": "images", "audio_second": "audio_seconds", "character": "characters"}
+COUNTERS = (
+    "requests", "errors", *TOKEN_COUNTERS, "estimated_requests",
+    "reasoning_tokens", *UNITS.values(), "auto_requests",
+)
 # The raw usage columns counting needs.
-USAGE_COLUMNS = ("status", "estimated", *TOKEN_COUNTERS)
+USAGE_COLUMNS = ("status", "estimated", *TOKEN_COUNTERS, "reasoning_tokens", "unit", "quantity", "auto")
 REQUESTS = COUNTERS.index("requests")
+_REASONING = COUNTERS.index("reasoning_tokens")
+_UNIT_INDEX = {unit: COUNTERS.index(counter) for unit, counter in UNITS.items()}
 
 _MISSING = "~"
 
@@ -48,6 +56,15 @@ def add_record(counters: list[int], record: UsageRecord) -> None:
     counters[5] += record.total_tokens
     counters[6] += record.plan_tokens
     counters[7] += record.estimated
+    _add_later(counters, record.reasoning_tokens, record.unit, record.quantity, record.auto)
+
+
+def _add_later(counters: list[int], reasoning: int, unit: object, quantity: int, auto: bool) -> None:
+    counters[_REASONING] += reasoning
+    index = _UNIT_INDEX.get(unit) if isinstance(unit, str) else None
+    if index is not None:
+        counters[index] += quantity
+    counters[-1] += auto
 
 
 def add_usage(counters: list[int], row: Mapping[str, Any]) -> None:
@@ -56,7 +73,9 @@ def add_usage(counters: list[int], row: Mapping[str, Any]) -> None:
     counters[1] += int_value(row.get("status")) >= 400
     for index, name in enumerate(TOKEN_COUNTERS, start=2):
         counters[index] += int_value(row.get(name))
-    counters[-1] += bool(row.get("estimated"))
+    counters[7] += bool(row.get("estimated"))
+    reasoning, quantity = int_value(row.get("reasoning_tokens")), int_value(row.get("quantity"))
+    _add_later(counters, reasoning, row.get("unit"), quantity, bool(row.get("auto")))
 
 
 def add_counters(counters: list[int], other: Iterable[int]) -> None:

@@ -32,6 +32,8 @@ from usage.records import UsageRecord
 log = logging.getLogger(__name__)
 
 FIELDS = frozenset(field.name for field in dataclasses.fields(UsageRecord))
+# Fields added after journals were first written: a line spilled by an older version still replays.
+_REQUIRED = FIELDS - {"reasoning_tokens", "unit", "quantity", "auto"}
 _PREFIX, _SUFFIX = "usage-", ".jsonl"
 _CHUNK = 1 << 20
 
@@ -54,7 +56,7 @@ def encode(record: UsageRecord) -> bytes:
 
 def decode(line: bytes) -> UsageRecord:
     values = json.loads(line)
-    if not isinstance(values, dict) or set(values) != FIELDS:
+    if not isinstance(values, dict) or not _REQUIRED <= set(values) <= FIELDS:
         raise ValueError("not a usage record")
     values["at"] = datetime.fromisoformat(values["at"])
     return UsageRecord(**values)

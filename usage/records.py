@@ -29,6 +29,12 @@ class UsageRecord:
     estimated: bool = False
     deployment_id: str | None = None
     resource_usage_id: str | None = None
+    # Already inside completion_tokens (as OpenAI counts them); recorded beside it, never added to it.
+    reasoning_tokens: int = 0
+    # Media calls: what they are metered in (usage.groups.UNITS) and how many; never the media itself.
+    unit: str | None = None
+    quantity: int = 0
+    auto: bool = False  # the caller asked for model "auto" and model_alias is what it chose
 
 
 class UsageSink(Protocol):

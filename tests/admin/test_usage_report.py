@@ -26,7 +26,9 @@ URL = "/api/admin/usage"
 FILTER_COLUMNS = {"team": "team", "deployment": "deployment_id", "plan": "plan_id", "model": "model_alias"}
 GROUP_COLUMNS = {**FILTER_COLUMNS, "key": "key_id"}
 TOKENS = ("prompt_tokens", "cached_tokens", "completion_tokens", "total_tokens", "plan_tokens")
-COUNTERS = ("requests", "errors", *TOKENS, "estimated_requests")
+UNIT_COUNTERS = {"image": "images", "audio_second": "audio_seconds", "character": "characters"}
+COUNTERS = ("requests", "errors", *TOKENS, "estimated_requests", "reasoning_tokens", *UNIT_COUNTERS.values(),
+            "auto_requests")
 
 
 def expected(
@@ -44,6 +46,10 @@ def expected(
         row["requests"] += 1
         row["errors"] += r.status >= 400
         row["estimated_requests"] += r.estimated
+        row["reasoning_tokens"] += r.reasoning_tokens
+        row["auto_requests"] += r.auto
+        if r.unit is not None:
+            row[UNIT_COUNTERS[r.unit]] += r.quantity
         for name in TOKENS:
             row[name] += getattr(r, name)
     ordered = sorted(sums, key=lambda k: (k[0], *((v is not None, v or "") for v in k[1:])))
@@ -120,10 +126,11 @@ async def test_one_hour_by_hand(client: httpx.AsyncClient, tables: Tables, clock
     base = record_at(random.Random(1), 0, hour)
     rows = [
         dataclasses.replace(base, request_id="r1", status=200, prompt_tokens=10, cached_tokens=4,
-                            completion_tokens=5, total_tokens=15, plan_tokens=20, estimated=False, team="t"),
+                            completion_tokens=5, total_tokens=15, plan_tokens=20, estimated=False, team="t",
+                            reasoning_tokens=3, unit=None, quantity=0, auto=True),
         dataclasses.replace(base, request_id="r2", at=hour + timedelta(minutes=59, seconds=59), status=502,
                             prompt_tokens=1, cached_tokens=0, completion_tokens=0, total_tokens=1, plan_tokens=1,
-                            estimated=True, team="t"),
+                            estimated=True, team="t", reasoning_tokens=0, unit="image", quantity=2, auto=False),
     ]
     await write(tables, rows)
     body = (await client.get(URL, params={"granularity": "hour", "group_by": "team",
@@ -132,6 +139,7 @@ async def test_one_hour_by_hand(client: httpx.AsyncClient, tables: Tables, clock
     assert body["data"] == [{
         "period": "2026-11-20T09:00:00+00:00", "team": "t", "requests": 2, "errors": 1, "prompt_tokens": 11,
         "cached_tokens": 4, "completion_tokens": 5, "total_tokens": 16, "plan_tokens": 21, "estimated_requests": 1,
+        "reasoning_tokens": 3, "images": 2, "audio_seconds": 0, "characters": 0, "auto_requests": 1,
     }]
     # An unencoded "+" arrives as a space; an encoded one as "+".
     query = "granularity=hour&group_by=team&from=2026-11-20T17:00:00+08:00&to=2026-11-20T18:00:00%2B08:00"

@@ -82,7 +82,8 @@ class World:
                 team=TEAMS[team], key_id="k", plan_id="p", model_alias=MODELS[model], endpoint="/v1/chat/completions",
                 status=200 if self.number % 5 else 500, latency_ms=1, prompt_tokens=self.number,
                 completion_tokens=1, total_tokens=self.number + 1, plan_tokens=2 * self.number,
-                estimated=self.number % 7 == 0,
+                estimated=self.number % 7 == 0, reasoning_tokens=self.number % 2, auto=self.number % 3 == 0,
+                unit="image" if self.number % 4 == 0 else None, quantity=2 if self.number % 4 == 0 else 0,
             ))
         return made
 

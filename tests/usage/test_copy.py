@@ -31,6 +31,15 @@ def test_encode_then_decode_gives_the_counts_back() -> None:
     assert dict(decode(row) or []) == counts
 
 
+def test_a_copy_written_before_the_later_counters_reads_them_as_zero() -> None:
+    older = COUNTERS.index("reasoning_tokens")  # the eight counters copies held before
+    row = {"d0": '[["team-a",null,"plan","m","k",3,1,10,2,20,30,40,1]]'}
+    [(group, counters)] = decode(row) or []
+    assert group == ("team-a", None, "plan", "m", "k")
+    assert counters[:older] == [3, 1, 10, 2, 20, 30, 40, 1] and counters[older:] == [0] * (len(COUNTERS) - older)
+    assert decode({"d0": '[["team-a",null,"plan","m","k",3,1,10]]'}) is None  # too short: not trusted
+
+
 async def test_many_groups_span_several_rows_and_read_back(
     tables: Tables, make_settings: Callable[..., Settings]
 ) -> None:
