@@ -9,7 +9,16 @@ from admin.routes import ADMIN_ROUTES
 from core.health import health
 from core.http import Handler
 from provisioning.handlers import exchange_key, marketplace_notification, rotate_key
-from proxy.handlers import chat_completions, embeddings, list_models, usage_summary
+from proxy.handlers import (
+    audio_speech,
+    audio_transcriptions,
+    chat_completions,
+    embeddings,
+    image_generations,
+    list_models,
+    responses,
+    usage_summary,
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,10 @@ ROUTES: tuple[RouteSpec, ...] = (
     # The OpenAI-compatible surface: base_url is https://<host>/v1.
     RouteSpec("v1/chat/completions", ("POST",), chat_completions),
     RouteSpec("v1/embeddings", ("POST",), embeddings),
+    RouteSpec("v1/responses", ("POST",), responses),
+    RouteSpec("v1/images/generations", ("POST",), image_generations),
+    RouteSpec("v1/audio/transcriptions", ("POST",), audio_transcriptions),
+    RouteSpec("v1/audio/speech", ("POST",), audio_speech),
     RouteSpec("v1/models", ("GET",), list_models),
     # Not an OpenAI path: the caller's own usage this month, for its Liutong key (proxy.account).
     RouteSpec("v1/usage", ("GET",), usage_summary),

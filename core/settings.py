@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     principal_cache_ttl_seconds: float = Field(default=30, ge=0)
     principal_negative_cache_ttl_seconds: float = Field(default=5, ge=0)
     proxy_max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    # Multipart uploads (audio transcriptions): OpenAI's own limit on an audio file.
+    proxy_max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     upstream_connect_timeout_seconds: float = Field(default=10, gt=0)
     upstream_read_timeout_seconds: float = Field(default=300, gt=0)
     stream_drain_max_seconds: float = Field(default=60, ge=0)

@@ -15,6 +15,32 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+class UnitRates(BaseModel):
+    """Plan tokens per media unit (usage.groups.UNITS) of one model alias."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Per generated image, by size ("1024x1024", "auto", …): the sizes listed are the only ones allowed.
+    image: dict[str, float] = Field(default_factory=dict)
+    # Sent as the size of a request that names none; the first size listed when unset.
+    default_size: str | None = None
+    audio_second: float | None = None  # per second of transcribed audio
+    character: float | None = None  # per character of text turned into speech
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UnitRates:
+        rates = [*self.image.values(), *(r for r in (self.audio_second, self.character) if r is not None)]
+        if any(not math.isfinite(r) or r <= 0 for r in rates):
+            raise ValueError("unit rates must be positive numbers")
+        if self.default_size is not None and self.default_size not in self.image:
+            raise ValueError("default_size must be one of the image sizes listed")
+        return self
+
+    @property
+    def image_default_size(self) -> str | None:
+        return self.default_size or next(iter(self.image), None)
+
+
 class Plan(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -30,6 +56,15 @@ class Plan(BaseModel):
     # Marketplace metered-billing dimension for usage above the included tokens (overage "bill").
     dimension: str | None = Field(default=None, min_length=1, max_length=100)
     dimension_unit_tokens: int = Field(default=1000, gt=0)
+    # Whether the Responses API may have the upstream store content (store, previous_response_id, background).
+    responses_store: Literal["forbid", "allow"] = "forbid"
+    # Media endpoints: plan tokens per image (by size), audio second or input character, per model alias.
+    unit_rates: dict[str, UnitRates] = Field(default_factory=dict)
+    max_images_per_request: int = Field(default=4, ge=1, le=10)
+    # Auto mode (proxy.auto): `model: "auto"` picks the first of these, in this order, that fits the request.
+    auto_models: tuple[str, ...] = ()
+    # After an alias's sunset, its replacement (when the plan has it) serves calls to it instead of a 404.
+    redirect_on_sunset: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> Plan:
@@ -38,6 +73,13 @@ class Plan(BaseModel):
             raise ValueError(f"rates name models the plan does not allow: {sorted(unknown)}")
         if any(not math.isfinite(r) or r <= 0 for r in self.rates.values()):
             raise ValueError("rates must be positive numbers")
+        unpriced = set(self.unit_rates) - set(self.models)
+        if unpriced:
+            raise ValueError(f"unit_rates name models the plan does not allow: {sorted(unpriced)}")
+        if "auto" in self.models:
+            raise ValueError("'auto' is not a model: list the auto pool in auto_models")
+        if not set(self.auto_models) <= set(self.models) or len(set(self.auto_models)) != len(self.auto_models):
+            raise ValueError("auto_models must be distinct models of the plan")
         if self.overage == "bill" and self.dimension is None:
             raise ValueError("overage 'bill' needs a marketplace dimension")
         return self

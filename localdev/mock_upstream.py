@@ -17,7 +17,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import math
 import struct
 import threading
 import time
@@ -32,6 +31,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from localdev.mock_media import MediaMock
+from localdev.mock_responses import responses_routes
+from localdev.mock_wire import dumps as _dumps
+from localdev.mock_wire import error as _error
+from localdev.mock_wire import text_of as _text_of
+from localdev.mock_wire import tokens_of_text as _tokens_of_text
 from localdev.standin.server import base_url_of, bind, serve_in_thread
 
 # The aliases of config/plans.json, so `make run` can serve every plan from the mock.
@@ -53,6 +58,8 @@ class MockConfig:
     stall_after_chunks: int | None = None  # then go silent for stall_seconds
     stall_seconds: float = 3600
     created: int | None = None  # fixed `created` for byte-exact comparisons; None = now
+    reasoning_tokens: int = 0  # reported inside the completion/output tokens, as reasoning models do
+    allow_store: bool = False  # accept Responses calls that ask the mock to store (it never does)
     record_requests: bool = True
 
 
@@ -69,22 +76,6 @@ class InjectedStreamBreak(Exception):
     """Raised inside a streaming body: uvicorn aborts the connection mid-response."""
 
 
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
-def _tokens_of_text(text: str) -> int:
-    return max(1, math.ceil(len(text) / 4))
-
-
 @dataclass
 class MockUpstream:
     config: MockConfig = field(default_factory=MockConfig)
@@ -97,6 +88,8 @@ class MockUpstream:
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/openai/deployments/{deployment}/chat/completions", self.chat, methods=["POST"]),
             Route("/openai/deployments/{deployment}/embeddings", self.embeddings, methods=["POST"]),
+            *MediaMock(self).routes(),  # images, transcriptions, speech
+            *responses_routes(self),
         ])
 
     async def chat(self, request: Request) -> Response:
@@ -111,7 +104,7 @@ class MockUpstream:
             "created": self.config.created or int(time.time()),
             "model": request.path_params.get("deployment") or doc.get("model"),
         }
-        usage = self._usage(prompt, len(words))
+        usage = self._usage(prompt, len(words) + self.config.reasoning_tokens)
         if doc.get("stream") is True:
             include_usage = (doc.get("stream_options") or {}).get("include_usage") is True
             return StreamingResponse(self._stream(head, words, usage, include_usage), media_type="text/event-stream")
@@ -188,7 +181,8 @@ class MockUpstream:
         return {
             "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": min(self.config.cached_tokens, prompt), "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+            "completion_tokens_details": {"reasoning_tokens": min(self.config.reasoning_tokens, completion),
+                                          "audio_tokens": 0,
                                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
         }
 
@@ -229,10 +223,6 @@ class MockUpstream:
             raise InjectedStreamBreak(f"stream broken after {sent} chunks on purpose")
         if config.stall_after_chunks is not None and sent == config.stall_after_chunks:
             await asyncio.sleep(config.stall_seconds)
-
-
-def _error(status: int, message: str, kind: str, code: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}}, status_code=status)
 
 
 def upstreams_config(base_url: str, aliases: tuple[str, ...] = LOCAL_ALIASES) -> dict[str, Any]:

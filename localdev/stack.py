@@ -175,12 +175,31 @@ class LocalStack:
         self.stop()
 
 
+# What an alias of the configured upstreams file says about its model (auto mode, lifecycle): kept locally.
+_FACTS = ("created", "capabilities", "context_tokens", "max_output_tokens")
+_LIFECYCLE = ("deprecated_at", "sunset_at", "replacement", "immediate")
+
+
+def _model_facts(upstreams_file: str, aliases: set[str]) -> dict[str, dict[str, Any]]:
+    models = json.loads(Path(upstreams_file).read_text(encoding="utf-8"))["models"]
+    facts: dict[str, dict[str, Any]] = {}
+    for alias, entry in models.items():
+        if alias in aliases:
+            kept = _FACTS + (_LIFECYCLE if entry.get("replacement", alias) in aliases else ())
+            facts[alias] = {name: entry[name] for name in kept if name in entry}
+    return facts
+
+
 def write_mock_upstreams(base_url: str, plans_file: str | None = None) -> str:
     """Every model alias the plans name (those of `plans_file`, else the configured ones), served by the
     local mock upstream."""
-    plans = PlanCatalog.load(plans_file or Settings().plans_file)
+    settings = Settings()
+    plans = PlanCatalog.load(plans_file or settings.plans_file)
     aliases = sorted({m for plan in plans.plans for m in plan.models})
-    config = {"models": {a: {"kind": "openai", "base_url": f"{base_url}/v1", "model": a} for a in aliases}}
+    facts = _model_facts(settings.upstreams_file, set(aliases))
+    config = {"models": {
+        a: {"kind": "openai", "base_url": f"{base_url}/v1", "model": a, **facts.get(a, {})} for a in aliases
+    }}
     directory = Path(tempfile.mkdtemp(prefix="liutong-local-"))
     path = directory / "upstreams.json"
     path.write_text(json.dumps(config, indent=2))

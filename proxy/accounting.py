@@ -1,7 +1,9 @@
 """Token counts of one call, from the upstream's own `usage` whenever it sent one.
 
-`prompt_tokens` already includes `prompt_tokens_details.cached_tokens`; cached tokens are recorded
-beside it, never added to it. A count not taken from the upstream is marked estimated.
+`prompt_tokens` already includes `prompt_tokens_details.cached_tokens`, and `completion_tokens` includes
+`completion_tokens_details.reasoning_tokens`; both are recorded beside, never added. The Responses API names
+the same counts input_tokens/output_tokens (input_tokens_details, output_tokens_details): read alike.
+A count not taken from the upstream is marked estimated.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Tokens:
     completion: int = 0
     total: int = 0
     estimated: bool = False
+    reasoning: int = 0
 
 
 def _count(value: object) -> int | None:
@@ -47,19 +50,26 @@ def from_usage(usage: object) -> Tokens | None:
     """The upstream's usage verbatim, or None when it sent none or an unusable one."""
     if not isinstance(usage, Mapping):
         return None
-    prompt = _count(usage.get("prompt_tokens"))
+    chat = "prompt_tokens" in usage
+    prompt = _count(usage.get("prompt_tokens" if chat else "input_tokens"))
     if prompt is None:
         return None
-    completion = _count(usage.get("completion_tokens")) or 0
+    completion = _count(usage.get("completion_tokens" if chat else "output_tokens")) or 0
     total = _count(usage.get("total_tokens"))
-    details = usage.get("prompt_tokens_details")
-    cached = _count(details.get("cached_tokens")) if isinstance(details, Mapping) else None
+    cached = _detail(usage, "prompt_tokens_details" if chat else "input_tokens_details", "cached_tokens")
+    reasoning = _detail(usage, "completion_tokens_details" if chat else "output_tokens_details", "reasoning_tokens")
     return Tokens(
         prompt=prompt,
-        cached=min(cached or 0, prompt),
+        cached=min(cached, prompt),
         completion=completion,
         total=total if total is not None else prompt + completion,
+        reasoning=min(reasoning, completion),
     )
+
+
+def _detail(usage: Mapping[str, Any], details: str, name: str) -> int:
+    found = usage.get(details)
+    return (_count(found.get(name)) or 0) if isinstance(found, Mapping) else 0
 
 
 def estimated(prompt: int, output_chars: int) -> Tokens:

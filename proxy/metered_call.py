@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -26,6 +26,15 @@ CALLER_GONE_STATUS = 499
 BROKEN_STREAM_STATUS = 502
 
 
+@dataclass(frozen=True)
+class Units:
+    """What a media call is metered in (usage.groups.UNITS), how many, and what they cost in plan tokens."""
+
+    unit: str
+    quantity: int
+    plan_tokens: int
+
+
 @dataclass
 class MeteredCall:
     request_id: str
@@ -37,19 +46,22 @@ class MeteredCall:
     sink: UsageSink
     clock: Callable[[], datetime]
     prompt_estimate: int
+    route_headers: Mapping[str, str] = field(default_factory=dict)
+    auto: bool = False
     started: float = field(default_factory=time.monotonic)
 
     @property
     def headers(self) -> dict[str, str]:
-        return {**self.admission.headers, "x-request-id": self.request_id}
+        return {**self.admission.headers, **self.route_headers, "x-request-id": self.request_id}
 
-    async def succeeded(self, tokens: Tokens, *, status: int = 200) -> None:
-        plan_tokens = self.plan.plan_tokens(self.model_alias, tokens.total)
+    async def succeeded(self, tokens: Tokens, *, status: int = 200, units: Units | None = None) -> None:
+        """Settles at the tokens' plan tokens, or at the media units' when given."""
+        plan_tokens = self.plan.plan_tokens(self.model_alias, tokens.total) if units is None else units.plan_tokens
         try:
             await self.admission.settle(plan_tokens=plan_tokens)
         except Exception as error:  # noqa: BLE001 - the usage record below is what bills; it must be written
             logger.error("settle failed for %s (%s)", self.request_id, type(error).__name__)
-        await self._record(tokens, status=status, plan_tokens=plan_tokens)
+        await self._record(tokens, status=status, plan_tokens=plan_tokens, units=units)
 
     async def failed(self, status: int) -> None:
         try:
@@ -70,7 +82,7 @@ class MeteredCall:
         else:
             await self.failed(status)
 
-    async def _record(self, tokens: Tokens, *, status: int, plan_tokens: int) -> None:
+    async def _record(self, tokens: Tokens, *, status: int, plan_tokens: int, units: Units | None = None) -> None:
         principal = self.principal
         record = UsageRecord(
             request_id=self.request_id,
@@ -90,6 +102,10 @@ class MeteredCall:
             estimated=tokens.estimated,
             deployment_id=principal.deployment_id,
             resource_usage_id=principal.resource_usage_id,
+            reasoning_tokens=tokens.reasoning,
+            unit=units.unit if units is not None else None,
+            quantity=units.quantity if units is not None else 0,
+            auto=self.auto,
         )
         try:
             await self.sink.record(record)

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from core.errors import InvalidRequest, UnsupportedMediaType
+from proxy.nature import RequestNature
 
 # Tokens are estimated before the call as OpenAI's own limiter does: about 4 bytes per token.
 BYTES_PER_TOKEN = 4
@@ -58,7 +59,7 @@ def _model(doc: dict[str, Any]) -> str:
     return model
 
 
-def _optional(doc: dict[str, Any], name: str, kind: type, what: str, *, param: str | None = None) -> Any:
+def optional_field(doc: dict[str, Any], name: str, kind: type, what: str, *, param: str | None = None) -> Any:
     value = doc.get(name)
     param = param or name
     # bool is an int in Python, never in JSON Schema.
@@ -67,8 +68,29 @@ def _optional(doc: dict[str, Any], name: str, kind: type, what: str, *, param: s
     return value
 
 
+def media_parts(messages: list[Any]) -> tuple[bool, bool]:
+    """Whether chat messages or Responses input items carry image parts, audio parts (for auto mode)."""
+    images = audio = False
+    for item in messages:
+        content = item.get("content") if isinstance(item, dict) else None
+        for part in content if isinstance(content, list) else ():
+            kind = part.get("type") if isinstance(part, dict) else None
+            images = images or kind in ("image_url", "input_image")
+            audio = audio or kind in ("input_audio", "audio")
+    return images, audio
+
+
+def chat_nature(request: ChatRequest, prompt: int) -> RequestNature:
+    images, audio = media_parts(request.doc["messages"])
+    tools = bool(request.doc.get("tools") or request.doc.get("functions"))
+    return RequestNature(
+        "/v1/chat/completions", prompt_tokens=prompt, max_output_tokens=request.max_completion_tokens,
+        has_images=images, has_audio=audio, has_tools=tools,
+    )
+
+
 def _count(doc: dict[str, Any], name: str, *, minimum: int) -> int | None:
-    value: int | None = _optional(doc, name, int, "an integer")
+    value: int | None = optional_field(doc, name, int, "an integer")
     if value is not None and value < minimum:
         raise InvalidRequest(f"'{name}' must be at least {minimum}.", param=name, code="invalid_value")
     return value
@@ -82,9 +104,9 @@ def parse_chat(raw: bytes, content_type: str | None) -> ChatRequest:
         raise InvalidRequest(
             "'messages' must be a non-empty array of message objects.", param="messages", code="invalid_type"
         )
-    stream = bool(_optional(doc, "stream", bool, "a boolean"))
-    options = _optional(doc, "stream_options", dict, "an object") or {}
-    include_usage = _optional(options, "include_usage", bool, "a boolean", param="stream_options.include_usage")
+    stream = bool(optional_field(doc, "stream", bool, "a boolean"))
+    options = optional_field(doc, "stream_options", dict, "an object") or {}
+    include_usage = optional_field(options, "include_usage", bool, "a boolean", param="stream_options.include_usage")
     max_tokens = _count(doc, "max_completion_tokens", minimum=0)
     legacy_max = _count(doc, "max_tokens", minimum=0)
     return ChatRequest(

@@ -16,22 +16,35 @@ from proxy.upstreams import AzureOpenAIUpstream, KeyVaultSecretCredential, OpenA
 
 CHAT = "chat/completions"
 EMBEDDINGS = "embeddings"
+RESPONSES = "responses"
+IMAGES = "images/generations"
+TRANSCRIPTIONS = "audio/transcriptions"
+SPEECH = "audio/speech"
+# Paths under an Azure OpenAI deployment (…/openai/deployments/{name}/{path}?api-version=). Azure serves the
+# Responses API only on its v1 surface (…/openai/v1/responses), where the body's model names the deployment.
+DEPLOYMENT_PATHS = (CHAT, EMBEDDINGS, IMAGES, TRANSCRIPTIONS, SPEECH)
+JSON = "application/json"
 
 
 @dataclass(frozen=True)
 class UpstreamTarget:
     alias: str
-    urls: Mapping[str, str]  # CHAT / EMBEDDINGS → absolute URL
+    urls: Mapping[str, str]  # CHAT, EMBEDDINGS, RESPONSES, … → absolute URL
     model: str | None  # the upstream's name for the model; None leaves the body's `model` as sent
     timeout: aiohttp.ClientTimeout
     auth: UpstreamAuth = field(repr=False)
     fixed_headers: Mapping[str, str] = field(default_factory=dict)
     created: int = 0
+    # Per path, a model name the body must carry instead of `model` (Azure's v1 Responses: the deployment).
+    path_models: Mapping[str, str] = field(default_factory=dict)
 
-    async def headers(self, *, stream: bool) -> dict[str, str]:
+    def model_for(self, path: str) -> str | None:
+        return self.path_models.get(path, self.model)
+
+    async def headers(self, *, stream: bool, content_type: str = JSON, accept: str | None = None) -> dict[str, str]:
         headers = {
-            "content-type": "application/json",
-            "accept": "text/event-stream" if stream else "application/json",
+            "content-type": content_type,
+            "accept": accept or ("text/event-stream" if stream else JSON),
             **self.fixed_headers,
         }
         headers.update(await self.auth.headers())
@@ -54,6 +67,7 @@ class UpstreamRegistry:
         credential: AsyncTokenCredential | None = None,
         secrets: SecretSource | None = None,
     ) -> None:
+        self._config = config
         self._secrets = secrets
         self._entra: EntraTokenAuth | None = EntraTokenAuth(credential) if credential is not None else None
         self._api_keys: dict[str, ApiKeyAuth] = {}  # by secret name: aliases sharing a key read it once
@@ -72,6 +86,11 @@ class UpstreamRegistry:
             secrets = KeyVaultSecrets(vault_url=settings.key_vault_url, credential=credential, **secret_client_kwargs)
         return cls(config, settings=settings, credential=credential, secrets=secrets)
 
+    @property
+    def config(self) -> UpstreamsConfig:
+        """The upstreams file it was built from (model facts and lifecycle: proxy.routing reads them)."""
+        return self._config
+
     def get(self, alias: str) -> UpstreamTarget | None:
         return self._targets.get(alias)
 
@@ -88,12 +107,17 @@ class UpstreamRegistry:
         if isinstance(upstream, AzureOpenAIUpstream):
             if self._entra is None:
                 raise ValueError(f"alias {alias!r} is an Azure OpenAI deployment: it needs the service credential")
-            base = f"{str(upstream.endpoint).rstrip('/')}/openai/deployments/{quote(upstream.deployment)}"
+            endpoint = str(upstream.endpoint).rstrip("/")
+            base = f"{endpoint}/openai/deployments/{quote(upstream.deployment)}"
             query = f"?api-version={quote(upstream.api_version)}"
-            urls = {path: f"{base}/{path}{query}" for path in (CHAT, EMBEDDINGS)}
-            return UpstreamTarget(alias, urls, None, timeout, self._entra, created=upstream.created)
+            urls = {path: f"{base}/{path}{query}" for path in DEPLOYMENT_PATHS}
+            urls[RESPONSES] = f"{endpoint}/openai/v1/{RESPONSES}"
+            return UpstreamTarget(
+                alias, urls, None, timeout, self._entra, created=upstream.created,
+                path_models={RESPONSES: upstream.deployment},
+            )
         base = str(upstream.base_url).rstrip("/")
-        urls = {path: f"{base}/{path}" for path in (CHAT, EMBEDDINGS)}
+        urls = {path: f"{base}/{path}" for path in (*DEPLOYMENT_PATHS, RESPONSES)}
         fixed = {"openai-organization": upstream.organization, "openai-project": upstream.project}
         return UpstreamTarget(
             alias, urls, upstream.model, timeout, self._api_auth(alias, upstream),

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from core.clock import utc_now
-from core.errors import LiutongError, NotFound, PermissionDenied
+from core.errors import LiutongError, PermissionDenied
 from core.settings import Settings
 from keystore.keys import display_prefix, is_well_formed
 from keystore.principal import Principal
@@ -27,11 +27,14 @@ from limits.plans import Plan
 from proxy.accounting import from_response
 from proxy.forwarding import UpstreamClient, read_all
 from proxy.metered_call import MeteredCall
-from proxy.payloads import estimate_tokens, parse_chat, parse_embeddings, upstream_body
-from proxy.registry import CHAT, EMBEDDINGS, UpstreamRegistry, UpstreamTarget
+from proxy.nature import RequestNature
+from proxy.payloads import chat_nature, estimate_tokens, parse_chat, parse_embeddings, upstream_body
+from proxy.registry import CHAT, EMBEDDINGS, JSON, RESPONSES, UpstreamRegistry
 from proxy.request_ids import new_request_id
+from proxy.responses import RESPONSES_ENDPOINT, ResponsesTap, parse_responses, responses_body, responses_nature
+from proxy.routing import Route, Router
 from proxy.sse import SseUsageTap
-from proxy.streaming import StreamRelay
+from proxy.streaming import StreamRelay, UsageTap
 from usage.records import UsageSink
 from usage.refusals import RefusalCounter, key_reference
 
@@ -81,6 +84,7 @@ class ProxyService:
         self._limiter = limiter
         self._usage = usage
         self._upstreams = upstreams
+        self._router = Router(upstreams)
         self._settings = settings
         self._clock = clock
         self._client = client or UpstreamClient()
@@ -91,6 +95,15 @@ class ProxyService:
     @property
     def max_body_bytes(self) -> int:
         return self._settings.proxy_max_body_bytes
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self._settings.proxy_max_upload_bytes
+
+    @property
+    def background(self) -> set[asyncio.Task[None]]:
+        """Accounting that outlives its request (the caller left): close() waits for these."""
+        return self._background
 
     async def authenticate(self, key: str) -> Principal:
         try:
@@ -116,11 +129,7 @@ class ProxyService:
     def list_models(self, principal: Principal) -> dict[str, Any]:
         with self.counting_refusals(principal):
             plan = self._plan(principal)
-        targets = [t for t in map(self._upstreams.get, plan.models) if t is not None]
-        return {
-            "object": "list",
-            "data": [{"id": t.alias, "object": "model", "created": t.created, "owned_by": "liutong"} for t in targets],
-        }
+        return {"object": "list", "data": self._router.models(plan, self._clock())}
 
     async def chat_completions(
         self, principal: Principal, raw: bytes, content_type: str | None
@@ -128,27 +137,40 @@ class ProxyService:
         request = parse_chat(raw, content_type)
         completion = request.max_completion_tokens
         completion = (self._default_completion if completion is None else completion) * request.choices
+        prompt = estimate_tokens(raw)
+        nature = chat_nature(request, prompt)
         with self.counting_refusals(principal):
-            plan, target = self._route(principal, request.model)
-            call = await self._admit(principal, plan, request.model, CHAT_ENDPOINT, estimate_tokens(raw), completion)
-        response = await self._send(call, target, CHAT, upstream_body(request, target.model), stream=request.stream)
+            route = self.route(principal, request.model, nature)
+            call = await self.admit(principal, route, CHAT_ENDPOINT, prompt, completion)
+        body = upstream_body(request, route.target.model_for(CHAT))
+        response = await self.send(call, route, CHAT, body, stream=request.stream)
         if not request.stream:
-            return await self._answer(call, response)
-        tap = SseUsageTap(caller_wants_usage=request.caller_wants_usage)
-        relay = StreamRelay(
-            response, tap, on_end=call.stream_ended,
-            drain_seconds=self._settings.stream_drain_max_seconds, background=self._background,
-        )
-        return StreamResult(relay, {**call.headers, "cache-control": "no-cache"})
+            return await self.answer(call, response)
+        return self.stream(call, response, SseUsageTap(caller_wants_usage=request.caller_wants_usage))
 
     async def embeddings(self, principal: Principal, raw: bytes, content_type: str | None) -> JsonResult:
         request = parse_embeddings(raw, content_type)
         prompt = request.input_tokens or estimate_tokens(raw)
         with self.counting_refusals(principal):
-            plan, target = self._route(principal, request.model)
-            call = await self._admit(principal, plan, request.model, EMBEDDINGS_ENDPOINT, prompt, 0)
-        response = await self._send(call, target, EMBEDDINGS, upstream_body(request, target.model), stream=False)
-        return await self._answer(call, response)
+            route = self.route(principal, request.model, RequestNature(EMBEDDINGS_ENDPOINT, prompt_tokens=prompt))
+            call = await self.admit(principal, route, EMBEDDINGS_ENDPOINT, prompt, 0)
+        body = upstream_body(request, route.target.model_for(EMBEDDINGS))
+        response = await self.send(call, route, EMBEDDINGS, body, stream=False)
+        return await self.answer(call, response)
+
+    async def responses(self, principal: Principal, raw: bytes, content_type: str | None) -> JsonResult | StreamResult:
+        request = parse_responses(raw, content_type)
+        prompt = estimate_tokens(raw)
+        completion = request.max_output_tokens
+        completion = self._default_completion if completion is None else completion
+        with self.counting_refusals(principal):
+            route = self.route(principal, request.model, responses_nature(request, prompt))
+            body = responses_body(request, route.target.model_for(RESPONSES), route.plan)
+            call = await self.admit(principal, route, RESPONSES_ENDPOINT, prompt, completion)
+        response = await self.send(call, route, RESPONSES, body, stream=request.stream)
+        if not request.stream:
+            return await self.answer(call, response)
+        return self.stream(call, response, ResponsesTap())
 
     async def close(self) -> None:
         """Let streams of departed callers finish their accounting, then close the pool."""
@@ -166,32 +188,32 @@ class ProxyService:
             raise PermissionDenied("Your key's plan is not available.", code="plan_not_available")
         return effective_plan(plan, principal.limits, self._clock())
 
-    def _route(self, principal: Principal, model: str) -> tuple[Plan, UpstreamTarget]:
-        plan = self._plan(principal)
-        if not plan.allows(model):
-            raise PermissionDenied(
-                "The model does not exist or your plan does not include it.", code="model_not_found", param="model"
-            )
-        target = self._upstreams.get(model)
-        if target is None:
-            raise NotFound("The model is not available at the moment.", code="model_not_found", param="model")
-        return plan, target
+    def route(self, principal: Principal, model: str, nature: RequestNature) -> Route:
+        return self._router.route(self._plan(principal), model, nature, self._clock())
 
-    async def _admit(
-        self, principal: Principal, plan: Plan, alias: str, endpoint: str, prompt: int, completion: int
+    async def admit(
+        self, principal: Principal, route: Route, endpoint: str, prompt: int, completion: int,
+        *, estimated_plan_tokens: int | None = None,
     ) -> MeteredCall:
-        estimate = plan.plan_tokens(alias, prompt + completion)
-        admission = await self._limiter.admit(principal, plan, model_alias=alias, estimated_plan_tokens=estimate)
+        estimate = estimated_plan_tokens
+        if estimate is None:
+            estimate = route.plan.plan_tokens(route.alias, prompt + completion)
+        admission = await self._limiter.admit(
+            principal, route.plan, model_alias=route.alias, estimated_plan_tokens=estimate
+        )
         return MeteredCall(
-            request_id=new_request_id(), principal=principal, plan=plan, model_alias=alias,
+            request_id=new_request_id(), principal=principal, plan=route.plan, model_alias=route.alias,
             endpoint=endpoint, admission=admission, sink=self._usage, clock=self._clock, prompt_estimate=prompt,
+            route_headers=route.headers, auto=route.auto,
         )
 
-    async def _send(
-        self, call: MeteredCall, target: UpstreamTarget, path: str, body: bytes, *, stream: bool
+    async def send(
+        self, call: MeteredCall, route: Route, path: str, body: bytes, *, stream: bool,
+        content_type: str = JSON, accept: str | None = None,
     ) -> aiohttp.ClientResponse:
+        target = route.target
         try:
-            headers = await target.headers(stream=stream)
+            headers = await target.headers(stream=stream, content_type=content_type, accept=accept)
             return await self._client.send(target.urls[path], body, headers, target.timeout)
         except LiutongError as error:
             if error.code == "upstream_auth_failed":
@@ -200,7 +222,7 @@ class ProxyService:
             error.headers = {**call.headers, **error.headers}
             raise
 
-    async def _answer(self, call: MeteredCall, response: aiohttp.ClientResponse) -> JsonResult:
+    async def answer(self, call: MeteredCall, response: aiohttp.ClientResponse) -> JsonResult:
         try:
             body = await read_all(response)
         except LiutongError as error:
@@ -209,3 +231,10 @@ class ProxyService:
             raise
         await call.succeeded(from_response(body, call.prompt_estimate))
         return JsonResult(body, call.headers)
+
+    def stream(self, call: MeteredCall, response: aiohttp.ClientResponse, tap: UsageTap) -> StreamResult:
+        relay = StreamRelay(
+            response, tap, on_end=call.stream_ended,
+            drain_seconds=self._settings.stream_drain_max_seconds, background=self._background,
+        )
+        return StreamResult(relay, {**call.headers, "cache-control": "no-cache"})

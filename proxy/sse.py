@@ -56,7 +56,7 @@ class SseUsageTap:
         if split == 0:
             return self._parse_each(complete)
         text = complete if split == len(complete) else complete[:split]
-        self.output_chars += _text_chars(text)
+        self.output_chars += text_chars(text)
         if not self._caller_wants_usage:
             text = _without_usage_null(text)
         return text if split == len(complete) else text + self._parse_each(complete[split:])
@@ -69,7 +69,7 @@ class SseUsageTap:
         return b"".join(k + EVENT_END for k in kept if k is not None)
 
     def _inspect(self, event: bytes) -> bytes | None:
-        payload = _data_of(event)
+        payload = data_of(event)
         if payload is None:
             return event
         if payload == DONE:
@@ -123,10 +123,10 @@ def _without_usage_null(events: bytes) -> bytes:
     return _USAGE_NULL.sub(b"", events) if b'"usage"' in events else events
 
 
-def _text_chars(events: bytes) -> int:
-    """Characters of generated text (content, refusal, tool call arguments) in complete events."""
+def text_chars(events: bytes, pattern: re.Pattern[bytes] = _OUTPUT_TEXT) -> int:
+    """Characters of generated text (by default: content, refusal, tool call arguments) in complete events."""
     chars = 0
-    for text in _OUTPUT_TEXT.findall(events):
+    for text in pattern.findall(events):
         if text.isascii() and b"\\" not in text:
             chars += len(text)
         else:
@@ -137,7 +137,7 @@ def _text_chars(events: bytes) -> int:
     return chars
 
 
-def _data_of(event: bytes) -> bytes | None:
+def data_of(event: bytes) -> bytes | None:
     """The data field of one event (None for comments and events without data)."""
     if event.startswith(b"data: ") and b"\n" not in event:
         return event[6:]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import aiohttp
 from starlette.responses import StreamingResponse
@@ -21,10 +21,24 @@ from starlette.types import Receive, Scope, Send
 
 from core.errors import LiutongError, UpstreamTimeout, UpstreamUnavailable
 from proxy.forwarding import FAILURES
-from proxy.sse import SseUsageTap
 from proxy.upstream_errors import stream_error_event
 
 Outcome = Literal["complete", "caller_gone", "upstream_broken"]
+
+
+class UsageTap(Protocol):
+    """Reads an upstream event stream as it passes (proxy.sse for chat, proxy.responses for Responses)."""
+
+    usage: Mapping[str, Any] | None
+    output_chars: int
+    saw_done: bool  # the upstream's own end of stream (chat's [DONE], a Responses terminal event)
+
+    @property
+    def saw_output(self) -> bool: ...
+
+    def feed(self, data: bytes) -> bytes:
+        """The complete events in `data` (with what was pending) as the caller should see them."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -42,7 +56,7 @@ class StreamRelay:
     def __init__(
         self,
         response: aiohttp.ClientResponse,
-        tap: SseUsageTap,
+        tap: UsageTap,
         *,
         on_end: OnEnd,
         drain_seconds: float,

@@ -13,14 +13,18 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pytest
 import uvicorn
 from openai import AsyncOpenAI
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
+from core.clock import utc_now
 from core.settings import Settings
 from limits.plans import Plan
 from localdev.mock_upstream import MockConfig, RunningMockUpstream, start_in_thread
@@ -30,6 +34,7 @@ from proxy.forwarding import UpstreamClient
 from proxy.registry import UpstreamRegistry
 from proxy.service import ProxyService
 from proxy.upstreams import UpstreamsConfig
+from routes import ROUTES
 from tests.proxy.fakes import CALLER_KEY, FakeCredential, FakeResolver, FakeSecrets, RecordingLimiter, RecordingSink
 
 UPSTREAM_SECRET = "sk-upstream-secret-kept-in-key-vault-0123456789"
@@ -43,7 +48,7 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def upstreams_config(base_url: str) -> UpstreamsConfig:
+def upstreams_config(base_url: str, extra: dict[str, Any] | None = None) -> UpstreamsConfig:
     def openai(model: str = "mock-model", **extra: Any) -> dict[str, Any]:
         return {"kind": "openai", "base_url": f"{base_url}/v1", "model": model, **extra}
 
@@ -57,6 +62,7 @@ def upstreams_config(base_url: str) -> UpstreamsConfig:
         "mock-org": openai(organization="org-liutong", project="proj-liutong"),
         "mock-azure": {"kind": "azure_openai", "endpoint": base_url, "deployment": "dep-chat",
                        "api_version": "2024-10-21"},
+        **{alias: {"base_url": f"{base_url}/v1", **entry} for alias, entry in (extra or {}).items()},
     }})
 
 
@@ -102,6 +108,16 @@ def _serve(app: Starlette) -> tuple[str, Callable[[], None]]:
     return base_url_of(sock), stop
 
 
+def _late_bound(name: str) -> Callable[[Request], Awaitable[Response]]:
+    """The handler as handlers.<name> at call time (tests monkeypatch what the handlers look up)."""
+
+    async def call(request: Request) -> Response:
+        handler: Callable[[Request], Awaitable[Response]] = getattr(handlers, name)
+        return await handler(request)
+
+    return call
+
+
 @pytest.fixture(scope="session")
 def upstream() -> Iterator[RunningMockUpstream]:
     with start_in_thread() as running:
@@ -122,10 +138,10 @@ def proxy_server() -> Iterator[tuple[str, Holder]]:
         await holder.client.close()  # the one pooled session is closed in the loop that made it
 
     app = Starlette(
+        # Every OpenAI route of the one route table (not /v1/usage, which needs the whole stack).
         routes=[
-            Route("/v1/chat/completions", handlers.chat_completions, methods=["POST"]),
-            Route("/v1/embeddings", handlers.embeddings, methods=["POST"]),
-            Route("/v1/models", handlers.list_models, methods=["GET"]),
+            Route(spec.path, _late_bound(spec.handler.__name__), methods=list(spec.methods))
+            for spec in ROUTES if spec.route.startswith("v1/") and spec.route != "v1/usage"
         ],
         lifespan=lifespan,
     )
@@ -146,17 +162,22 @@ def make_proxy(
     monkeypatch.setattr(handlers, "get_proxy_service", holder.current_service)
     upstream.mock.config = MockConfig(created=1735689600)
     upstream.received.clear()
-    config = upstreams_config(upstream.base_url)
 
-    def build(**setting_overrides: Any) -> Harness:
+    def build(
+        *, plans: tuple[Plan, ...] = (PLAN,), models: dict[str, Any] | None = None,
+        clock: Callable[[], datetime] = utc_now, **setting_overrides: Any,
+    ) -> Harness:
+        """plans: what the service knows (the caller's principal has plan "test-plan"); models: more upstream
+        aliases, each an upstreams-file entry ("kind" and "model" needed; base_url defaults to the mock's)."""
+        config = upstreams_config(upstream.base_url, models)
         values: dict[str, Any] = {"proxy_max_body_bytes": 64 * 1024, "stream_drain_max_seconds": 10}
         settings = Settings(_env_file=None, **{**values, **setting_overrides})  # type: ignore[call-arg]
         credential, secrets = FakeCredential(), FakeSecrets({"upstream-key": UPSTREAM_SECRET})
         registry = UpstreamRegistry(config, settings=settings, credential=credential, secrets=secrets)
         limiter, sink = RecordingLimiter(), RecordingSink()
         holder.service = ProxyService(
-            resolver=FakeResolver(), plans={PLAN.plan_id: PLAN}.get, limiter=limiter, usage=sink,
-            upstreams=registry, settings=settings, client=holder.client,
+            resolver=FakeResolver(), plans={plan.plan_id: plan for plan in plans}.get, limiter=limiter, usage=sink,
+            upstreams=registry, settings=settings, client=holder.client, clock=clock,
         )
         return Harness(base_url, upstream, holder.service, limiter, sink, credential, secrets)
 

@@ -43,6 +43,20 @@ async def test_chat_answer_and_usage_match_the_upstream(proxy: Harness) -> None:
     assert proxy.upstream.received[-1].body["model"] == "mock-model"
 
 
+async def test_reasoning_tokens_are_recorded_beside_the_completion_tokens(proxy: Harness) -> None:
+    proxy.mock.reasoning_tokens = 9
+    async with proxy.openai() as client:
+        completion = await client.chat.completions.create(model="mock-chat", messages=MESSAGES)
+        stream = await client.chat.completions.create(model="mock-chat", messages=MESSAGES, stream=True)
+        [_ async for _ in stream]
+    details = completion.usage.completion_tokens_details  # type: ignore[union-attr]
+    assert details is not None and details.reasoning_tokens == 9
+    plain, streamed = proxy.sink.records
+    assert plain.reasoning_tokens == streamed.reasoning_tokens == 9
+    assert plain.completion_tokens == streamed.completion_tokens == completion.usage.completion_tokens  # type: ignore[union-attr]
+    assert plain.total_tokens == plain.prompt_tokens + plain.completion_tokens  # inside, not added
+
+
 async def test_stream_with_include_usage_shows_the_usage_chunk(proxy: Harness) -> None:
     async with proxy.openai() as client:
         stream = await client.chat.completions.create(
