@@ -12,6 +12,7 @@ from admin.handlers import (
     team_keys,
     teams_collection,
 )
+from admin.model_handlers import MODEL_ROUTES
 from admin.override_handlers import OVERRIDE_ROUTES
 from admin.report_handlers import REPORT_ROUTES
 from admin.ui_handlers import UI_ROUTES
@@ -31,4 +32,5 @@ ADMIN_ROUTES: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
     *UI_ROUTES,
     *REPORT_ROUTES,
     *VERIFY_ROUTES,
+    *MODEL_ROUTES,
 )

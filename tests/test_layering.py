@@ -24,7 +24,8 @@ ALLOWED: dict[str, set[str]] = {
     "limits": {"core", "keystore", "usage"},
     "metering": {"core", "usage", "limits", "provisioning"},
     "proxy": {"core", "keystore", "provisioning", "usage", "limits"},
-    "admin": {"core", "keystore", "provisioning", "usage", "limits", "metering"},
+    # proxy: the upstreams file and its model lifecycle, for the operators' model list (admin.model_callers).
+    "admin": {"core", "keystore", "provisioning", "usage", "limits", "metering", "proxy"},
 }
 
 

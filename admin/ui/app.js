@@ -3,6 +3,7 @@
 
 import { ApiError, download, getJson, takeTokenFromFragment, token } from './api.js';
 import { connectCustomers, loadCustomers, renderRefused } from './customers.js';
+import { connectModels } from './models.js';
 import { cell, fillRows, resourceCell } from './tables.js';
 import { formatNumber, renderStackedBars } from './chart.js';
 
@@ -66,10 +67,11 @@ function topTeams(report) {
   const teams = new Map();
   for (const row of report.data) {
     const name = row.team ?? '(none)';
-    const team = teams.get(name) || { name, requests: 0, errors: 0, tokens: 0 };
+    const team = teams.get(name) || { name, requests: 0, errors: 0, tokens: 0, reasoning: 0 };
     team.requests += row.requests;
     team.errors += row.errors;
     team.tokens += row.total_tokens;
+    team.reasoning += row.reasoning_tokens ?? 0;
     teams.set(name, team);
   }
   return [...teams.values()]
@@ -84,11 +86,12 @@ function renderTeams(report) {
     row.append(
       cell('th', team.name), cell('td', formatNumber(team.requests), 'num'),
       cell('td', formatNumber(team.errors), 'num'), cell('td', formatNumber(team.tokens), 'num'),
+      cell('td', formatNumber(team.reasoning), 'num'),
     );
     row.firstChild.scope = 'row';
     return row;
   });
-  fillRows($('teams'), rows, 4, 'No usage in this range.');
+  fillRows($('teams'), rows, 5, 'No usage in this range.');
 }
 
 function renderMetering(summaryPage, errorPage) {
@@ -209,6 +212,8 @@ async function downloadCsv() {
 
 function wire() {
   connectCustomers({ fail, clearError: () => showError(''), formatHour: shortHour });
+  const days = () => Math.ceil((RANGES[state.range].count * RANGES[state.range].step) / DAY);
+  connectModels({ fail, clearError: () => showError(''), days });
   for (const button of document.querySelectorAll('[data-range]')) {
     button.addEventListener('click', () => {
       selectRange(button.dataset.range);

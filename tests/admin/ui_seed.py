@@ -48,7 +48,7 @@ def usage_records(now: datetime) -> list[UsageRecord]:
             plan_id=PLANS[i % 3], model_alias=MODELS[(i // 3) % 3], endpoint="chat.completions",
             status=500 if failed else 200, latency_ms=120, prompt_tokens=tokens // 2,
             completion_tokens=tokens - tokens // 2, total_tokens=tokens, plan_tokens=tokens,
-            deployment_id="dep-1",
+            deployment_id="dep-1", reasoning_tokens=(tokens - tokens // 2) // 3,
         ))
     for i in range(2):
         records.append(UsageRecord(
@@ -134,15 +134,18 @@ def legend(segments: dict[tuple[str, str], int]) -> list[str]:
     return sorted(totals, key=lambda name: (-totals[name], name))
 
 
-def top_teams(records: list[UsageRecord], window: tuple[datetime, datetime]) -> list[tuple[str, int, int, int]]:
-    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+def top_teams(
+    records: list[UsageRecord], window: tuple[datetime, datetime]
+) -> list[tuple[str, int, int, int, int]]:
+    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for record in records:
         if window[0] <= record.at < window[1]:
             team = sums[record.team]
             team[0] += 1
             team[1] += record.status >= 400
             team[2] += record.total_tokens
-    rows = [(name, requests, errors, tokens) for name, (requests, errors, tokens) in sums.items()]
+            team[3] += record.reasoning_tokens
+    rows = [(name, requests, errors, tokens, reasoning) for name, (requests, errors, tokens, reasoning) in sums.items()]
     return sorted(rows, key=lambda row: (-row[3], -row[1], row[0]))[:10]
 
 
