@@ -11,6 +11,7 @@ HOST = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = REPO_ROOT / ".local" / "bench"  # .local/ is git-ignored
 CHAT = "/v1/chat/completions"
+RESPONSES = "/v1/responses"
 ALIAS = "bench-chat"
 PROMPT = "Say hello to the benchmark."
 
@@ -39,6 +40,11 @@ def chat_body(stream: bool) -> dict[str, Any]:
     if stream:
         body["stream"] = True
     return body
+
+
+def responses_body() -> dict[str, Any]:
+    """The same question through the Responses API, streamed (store false: Liutong's default plans require it)."""
+    return {"model": ALIAS, "input": PROMPT, "max_output_tokens": 64, "stream": True, "store": False}
 
 
 def say(message: str) -> None:

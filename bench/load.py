@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import ALIAS, CHAT, Target, chat_body, say
+from bench.common import ALIAS, CHAT, RESPONSES, Target, chat_body, responses_body, say
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "chat.lua"
 _BENCH_LINE = re.compile(r"^BENCH (.*)$", re.MULTILINE)
@@ -143,13 +143,21 @@ def parse_bench_line(line: str) -> WrkResult:
     )
 
 
-async def measure_ttft(target: Target, *, requests: int, concurrency: int, warmup: int) -> TtftResult:
-    """Streamed chat completions; time from sending to the first `data:` line, then read to the end."""
-    body = json.dumps(chat_body(stream=True)).encode()
+# What marks the first token: chat's first `data:` line; the Responses API's first text delta (its stream
+# opens with response.created and response.in_progress, which carry no token).
+_FIRST_TOKEN = {CHAT: b"data:", RESPONSES: b"response.output_text.delta"}
+
+
+async def measure_ttft(
+    target: Target, *, requests: int, concurrency: int, warmup: int, path: str = CHAT
+) -> TtftResult:
+    """Streamed calls to `path` (CHAT or RESPONSES); time from sending to the first token, then read to the end."""
+    body = json.dumps(chat_body(stream=True) if path == CHAT else responses_body()).encode()
     headers = {"content-type": "application/json"}
     if target.key:
         headers["authorization"] = f"Bearer {target.key}"
-    url = target.base_url + CHAT
+    url = target.base_url + path
+    marker = _FIRST_TOKEN[path]
     samples: list[float] = []
     errors = 0
     remaining = warmup + requests
@@ -160,7 +168,7 @@ async def measure_ttft(target: Target, *, requests: int, concurrency: int, warmu
             remaining -= 1
             counted = remaining < requests
             try:
-                sample = await _first_token_ms(session, url, body, headers)
+                sample = await _first_token_ms(session, url, body, headers, marker)
             except (TimeoutError, aiohttp.ClientError):
                 sample = None
             if counted:
@@ -176,7 +184,7 @@ async def measure_ttft(target: Target, *, requests: int, concurrency: int, warmu
 
 
 async def _first_token_ms(
-    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], marker: bytes
 ) -> float | None:
     start = time.perf_counter()
     async with session.post(url, data=body, headers=headers) as response:
@@ -185,7 +193,7 @@ async def _first_token_ms(
             return None
         first = None
         async for line in response.content:
-            if line.startswith(b"data:"):
+            if line.startswith(marker) if marker == b"data:" else marker in line:
                 first = time.perf_counter()
                 break
         await response.content.read()  # the rest of the stream, so the call completes (and is metered)

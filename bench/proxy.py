@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import CACHE_DIR, FLOOR, LIUTONG, LegUnavailable, Target, say
+from bench.common import CACHE_DIR, DIRECT, FLOOR, LIUTONG, RESPONSES, LegUnavailable, Target, say
 from bench.legs import start_floor, start_litellm, start_mock
 from bench.liutong import count_usage_records, start_liutong
 from bench.load import WrkResult, ensure_wrk, measure_ttft, run_wrk
@@ -79,6 +79,10 @@ def measure_ttfts(targets: list[Target], args: argparse.Namespace, results: Resu
         say(f"time to first token: {target.name}")
         results.ttft[target.name] = asyncio.run(measure_ttft(
             target, requests=args.ttft_requests, concurrency=args.ttft_concurrency, warmup=20))
+    for target in (t for t in targets if t.name in (DIRECT, LIUTONG)):  # the floor and LiteLLM: chat only
+        say(f"time to first token, Responses API: {target.name}")
+        results.responses_ttft[target.name] = asyncio.run(measure_ttft(
+            target, requests=args.ttft_requests, concurrency=args.ttft_concurrency, warmup=20, path=RESPONSES))
 
 
 def run(args: argparse.Namespace) -> None:

@@ -34,11 +34,15 @@ DIMENSION = "tokens_1k"
 INCLUDED_TOKENS = 10
 UNIT_TOKENS = 1000
 # A plan that includes only 10 tokens a month, so the demo's usage is billed to the Marketplace.
+IMAGE_PLAN_TOKENS = 4000  # what one 1024x1024 image costs on the demo plan
 DEMO_PLAN = {
-    "plan_id": "demo-metered", "models": ["gpt-4o-mini", "text-embedding-3-small"], "rpm": 60, "tpm": 100000,
-    "mode": "quota", "monthly_included_tokens": INCLUDED_TOKENS, "overage": "bill", "dimension": DIMENSION,
-    "dimension_unit_tokens": UNIT_TOKENS,
+    "plan_id": "demo-metered", "models": ["gpt-4o-mini", "text-embedding-3-small", "dall-e-3"], "rpm": 60,
+    "tpm": 100000, "mode": "quota", "monthly_included_tokens": INCLUDED_TOKENS, "overage": "bill",
+    "dimension": DIMENSION, "dimension_unit_tokens": UNIT_TOKENS,
+    "unit_rates": {"dall-e-3": {"image": {"1024x1024": IMAGE_PLAN_TOKENS}}},
 }
+# Usage records the demo's calls write: a streamed chat, embeddings, a response and an image.
+DEMO_CALLS = 4
 
 
 class Demo:
@@ -123,23 +127,33 @@ class Demo:
         check(bool(reply) and len(vectors.data) == 2, "no reply or no embeddings")
         return f"streamed reply {reply[:30]!r}…, {len(vectors.data)} embeddings"
 
+    async def responses_and_image(self) -> str:
+        api = openai.AsyncOpenAI(base_url=f"{self.stack.service_url}/v1", api_key=self.keys[-1], max_retries=0)
+        response = await api.responses.create(model="gpt-4o-mini", input="Hello from the demo")
+        image = await api.images.generate(model="dall-e-3", prompt="A lighthouse", size="1024x1024")
+        check(bool(response.output_text) and bool(image.data), "no response text or no image")
+        return f"response {response.output_text[:24]!r}… ({response.usage.total_tokens if response.usage else 0} " \
+            f"tokens), {len(image.data or [])} image = {IMAGE_PLAN_TOKENS} plan tokens"
+
     async def usage_report(self) -> str:
         tables = Tables(self.stack.settings())
         try:
             for _ in range(100):
                 rows = [r async for r in tables.table("usage").query_entities(RAW_ROWS)]
-                if len(rows) >= 2:
+                if len(rows) >= DEMO_CALLS:
                     break
                 await asyncio.sleep(0.05)
         finally:
             await tables.close()
         mine = [r for r in rows if r.get("deployment_id") == deployment_id_for(APPLICATION_ID)]
-        check(len(mine) == 2, f"expected 2 usage records, found {len(mine)}")
-        tokens = Counter({r["model_alias"]: 0 for r in mine})
+        check(len(mine) == DEMO_CALLS, f"expected {DEMO_CALLS} usage records, found {len(mine)}")
+        usage = Counter({(r["model_alias"], r["endpoint"]): 0 for r in mine})
         for row in mine:
-            tokens[row["model_alias"]] += row["total_tokens"]
+            usage[row["model_alias"], row["endpoint"]] += row.get("quantity") or row["total_tokens"]
         self.billable_tokens = sum(r["plan_tokens"] for r in mine) - INCLUDED_TOKENS
-        return ", ".join(f"{model}: {count} tokens" for model, count in sorted(tokens.items()))
+        units = {"/v1/images/generations": "image(s)"}
+        return ", ".join(f"{endpoint} {model}: {count} {units.get(endpoint, 'tokens')}"
+                         for (model, endpoint), count in sorted(usage.items()))
 
     async def metering_submitted(self) -> str:
         assert self.stack.standin is not None
@@ -163,6 +177,7 @@ class Demo:
         await self.step("webhook PUT Succeeded", lambda: self.notify("PUT", "Succeeded", "2026-01-01T00:05:00Z"))
         await self.step("key exchange through azure-identity", self.first_exchange)
         await self.step("chat (streamed) and embeddings through the openai SDK", self.chat_and_embeddings)
+        await self.step("a Responses API call and an image generation", self.responses_and_image)
         await self.step("usage report (metadata only)", self.usage_report)
         await self.step("forced rotation", self.forced_rotation)
         await self.step("rotation without grace (a leaked key)", self.leaked_key_rotation)
