@@ -1,8 +1,9 @@
 """What usage is aggregated by, and how: groups, counters, and their Table row keys. Pure: no I/O.
 
 A group is one combination of GROUP_COLUMNS; its counters (COUNTERS order) count requests, errors
-(status >= 400), tokens, estimated requests, reasoning tokens, media units (one counter per unit) and calls
-that chose their model in auto mode. Counters added later come last: a row written before has fewer, read as 0.
+(status >= 400), tokens, estimated requests, reasoning tokens, media units (one counter per unit), calls
+that chose their model in auto mode and calls served with the customer's own provider key (BYOK). Counters added
+later come last: a row written before has fewer, read as 0.
 Counting a raw usage row and counting the UsageRecord it came from give the same counters.
 """
 
@@ -21,13 +22,14 @@ TOKEN_COUNTERS = ("prompt_tokens", "cached_tokens", "completion_tokens", "total_
 UNITS = {"image": "images", "audio_second": "audio_seconds", "character": "characters"}
 COUNTERS = (
     "requests", "errors", *TOKEN_COUNTERS, "estimated_requests",
-    "reasoning_tokens", *UNITS.values(), "auto_requests",
+    "reasoning_tokens", *UNITS.values(), "auto_requests", "byok_requests",
 )
 # The raw usage columns counting needs.
-USAGE_COLUMNS = ("status", "estimated", *TOKEN_COUNTERS, "reasoning_tokens", "unit", "quantity", "auto")
+USAGE_COLUMNS = ("status", "estimated", *TOKEN_COUNTERS, "reasoning_tokens", "unit", "quantity", "auto", "byok")
 REQUESTS = COUNTERS.index("requests")
 _REASONING = COUNTERS.index("reasoning_tokens")
 _UNIT_INDEX = {unit: COUNTERS.index(counter) for unit, counter in UNITS.items()}
+_AUTO, _BYOK = COUNTERS.index("auto_requests"), COUNTERS.index("byok_requests")
 
 _MISSING = "~"
 
@@ -56,15 +58,16 @@ def add_record(counters: list[int], record: UsageRecord) -> None:
     counters[5] += record.total_tokens
     counters[6] += record.plan_tokens
     counters[7] += record.estimated
-    _add_later(counters, record.reasoning_tokens, record.unit, record.quantity, record.auto)
+    _add_later(counters, record.reasoning_tokens, record.unit, record.quantity, record.auto, record.byok)
 
 
-def _add_later(counters: list[int], reasoning: int, unit: object, quantity: int, auto: bool) -> None:
+def _add_later(counters: list[int], reasoning: int, unit: object, quantity: int, auto: bool, byok: bool) -> None:
     counters[_REASONING] += reasoning
     index = _UNIT_INDEX.get(unit) if isinstance(unit, str) else None
     if index is not None:
         counters[index] += quantity
-    counters[-1] += auto
+    counters[_AUTO] += auto
+    counters[_BYOK] += byok
 
 
 def add_usage(counters: list[int], row: Mapping[str, Any]) -> None:
@@ -75,7 +78,7 @@ def add_usage(counters: list[int], row: Mapping[str, Any]) -> None:
         counters[index] += int_value(row.get(name))
     counters[7] += bool(row.get("estimated"))
     reasoning, quantity = int_value(row.get("reasoning_tokens")), int_value(row.get("quantity"))
-    _add_later(counters, reasoning, row.get("unit"), quantity, bool(row.get("auto")))
+    _add_later(counters, reasoning, row.get("unit"), quantity, bool(row.get("auto")), bool(row.get("byok")))
 
 
 def add_counters(counters: list[int], other: Iterable[int]) -> None:

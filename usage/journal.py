@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 FIELDS = frozenset(field.name for field in dataclasses.fields(UsageRecord))
 # Fields added after journals were first written: a line spilled by an older version still replays.
-_REQUIRED = FIELDS - {"reasoning_tokens", "unit", "quantity", "auto"}
+_REQUIRED = FIELDS - {"reasoning_tokens", "unit", "quantity", "auto", "byok"}
 _PREFIX, _SUFFIX = "usage-", ".jsonl"
 _CHUNK = 1 << 20
 

@@ -35,6 +35,7 @@ class UsageRecord:
     unit: str | None = None
     quantity: int = 0
     auto: bool = False  # the caller asked for model "auto" and model_alias is what it chose
+    byok: bool = False  # served with the customer's own provider credential: plan_tokens is only the plan's fee
 
 
 class UsageSink(Protocol):

@@ -28,7 +28,7 @@ GROUP_COLUMNS = {**FILTER_COLUMNS, "key": "key_id"}
 TOKENS = ("prompt_tokens", "cached_tokens", "completion_tokens", "total_tokens", "plan_tokens")
 UNIT_COUNTERS = {"image": "images", "audio_second": "audio_seconds", "character": "characters"}
 COUNTERS = ("requests", "errors", *TOKENS, "estimated_requests", "reasoning_tokens", *UNIT_COUNTERS.values(),
-            "auto_requests")
+            "auto_requests", "byok_requests")
 
 
 def expected(
@@ -48,6 +48,7 @@ def expected(
         row["estimated_requests"] += r.estimated
         row["reasoning_tokens"] += r.reasoning_tokens
         row["auto_requests"] += r.auto
+        row["byok_requests"] += r.byok
         if r.unit is not None:
             row[UNIT_COUNTERS[r.unit]] += r.quantity
         for name in TOKENS:
@@ -139,7 +140,7 @@ async def test_one_hour_by_hand(client: httpx.AsyncClient, tables: Tables, clock
     assert body["data"] == [{
         "period": "2026-11-20T09:00:00+00:00", "team": "t", "requests": 2, "errors": 1, "prompt_tokens": 11,
         "cached_tokens": 4, "completion_tokens": 5, "total_tokens": 16, "plan_tokens": 21, "estimated_requests": 1,
-        "reasoning_tokens": 3, "images": 2, "audio_seconds": 0, "characters": 0, "auto_requests": 1,
+        "reasoning_tokens": 3, "images": 2, "audio_seconds": 0, "characters": 0, "auto_requests": 1, "byok_requests": 0,
     }]
     # An unencoded "+" arrives as a space; an encoded one as "+".
     query = "granularity=hour&group_by=team&from=2026-11-20T17:00:00+08:00&to=2026-11-20T18:00:00%2B08:00"

@@ -22,7 +22,7 @@ def record_at(rng: random.Random, index: int, at: datetime) -> UsageRecord:
         latency_ms=rng.randint(5, 900), prompt_tokens=prompt, cached_tokens=rng.randint(0, prompt),
         completion_tokens=completion, total_tokens=prompt + completion, plan_tokens=prompt + 2 * completion,
         estimated=index % 7 == 0, deployment_id=rng.choice((None, "dep-1", "dep-2")),
-        reasoning_tokens=min(completion, index * 3), auto=index % 3 == 0,
+        reasoning_tokens=min(completion, index * 3), auto=index % 3 == 0, byok=index % 4 == 1,
         unit=(None, None, "image", "audio_second", "character")[index % 5], quantity=index % 5 > 1 and index,
     )
 

@@ -39,7 +39,7 @@ def record(number: int, at: datetime, **overrides: Any) -> UsageRecord:
         "status": 500 if number % 5 == 0 else 200, "latency_ms": 3, "prompt_tokens": number, "cached_tokens": 1,
         "completion_tokens": 2 * number, "total_tokens": 3 * number, "plan_tokens": 4 * number,
         "estimated": number % 4 == 0, "deployment_id": None if number % 6 == 0 else "dep-1",
-        "reasoning_tokens": number % 3, "auto": number % 7 == 0,
+        "reasoning_tokens": number % 3, "auto": number % 7 == 0, "byok": number % 5 == 1,
         "unit": (None, "image", "audio_second", "character")[number % 4], "quantity": number % 4 and number,
     }
     values.update(overrides)
@@ -82,6 +82,8 @@ def counter_of(records: list[UsageRecord], group: Group, name: str) -> int:
         return sum(r.estimated for r in mine)
     if name == "auto_requests":
         return sum(r.auto for r in mine)
+    if name == "byok_requests":
+        return sum(r.byok for r in mine)
     units = {"images": "image", "audio_seconds": "audio_second", "characters": "character"}
     if name in units:
         return sum(r.quantity for r in mine if r.unit == units[name])

@@ -158,7 +158,8 @@ async def test_sync_mode_group_commits_concurrent_records(
 async def test_entity_holds_every_field_and_matches_the_sdk_encoding(
     usage_tables: Tables, usage_settings: Any, at: datetime | None, request_id: str | None
 ) -> None:
-    record = make_record(at, resource_usage_id=None, estimated=True, unit="character", quantity=12, auto=True)
+    record = make_record(at, resource_usage_id=None, estimated=True, unit="character", quantity=12, auto=True,
+                         byok=True)
     if request_id is not None:
         record = dataclasses.replace(record, request_id=request_id)
     entity = to_entity(record, "fast01")
