@@ -61,11 +61,19 @@ test: lint typecheck infra-check unit
 package: setup
 	$(BIN)/python scripts/package_marketplace.py
 
-# Both benchmarks: key exchange, then the proxy (without LiteLLM unless LITELLM=1; ARGS=... replaces
-# that default, as for bench-proxy). The usage benchmark runs apart (`make bench-usage`: it takes minutes).
+# The benchmarks: key exchange, the proxy (without LiteLLM unless LITELLM=1; ARGS=... replaces that default,
+# as for bench-proxy), then the streams one pinned core holds (about 10 minutes). The usage benchmark runs apart
+# (`make bench-usage`: it takes minutes).
 bench: setup
 	$(BIN)/python -m bench.key_exchange
 	$(BIN)/python -m bench.proxy $(or $(ARGS),$(if $(filter 1,$(LITELLM)),,--no-litellm))
+	$(BIN)/python -m bench.streams
+
+# Concurrent long streams through Liutong and the floor, each pinned to one core, N stepping up until the added
+# time to first token or chunk lateness breaks its bound. ARGS=..., e.g. ARGS="--steps 100,500 --duration 10".
+.PHONY: bench-streams
+bench-streams: setup
+	$(BIN)/python -m bench.streams $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache dist
