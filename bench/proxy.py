@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from bench.common import CACHE_DIR, DIRECT, FLOOR, LIUTONG, RESPONSES, LegUnavai
 from bench.legs import start_floor, start_litellm, start_mock
 from bench.liutong import count_usage_records, start_liutong
 from bench.load import WrkResult, ensure_wrk, measure_ttft, run_wrk
+from bench.pinning import pin_group, pin_process, split_cores, where
 from bench.processes import Processes, signals_as_interrupts
 from bench.pyspy import profile_liutong
 from bench.report import Results, report
@@ -85,7 +88,26 @@ def measure_ttfts(targets: list[Target], args: argparse.Namespace, results: Resu
             target, requests=args.ttft_requests, concurrency=args.ttft_concurrency, warmup=20, path=RESPONSES))
 
 
+def pin(targets: list[Target], args: argparse.Namespace) -> None:
+    """The proxies alone on one core (about a Flex instance's vCPU); wrk, the mock and Azurite on the rest."""
+    if args.no_pin:
+        return
+    proxy_cores, load_cores = args.cores
+    for target in targets:
+        pin_group(target.pid or 0, load_cores if target.name == DIRECT else proxy_cores)
+    if (storage := next((t.storage_pid for t in targets if t.storage_pid), None)) is not None:
+        pin_group(storage, load_cores)
+    time.sleep(0.2)
+    print(f"pinned: proxies on core(s) {sorted(proxy_cores)}, load generator, mock and Azurite on "
+          f"{sorted(load_cores)}")
+    for target in targets:
+        print(f"  {target.name:22} {where(target.pid or 0)}")
+
+
 def run(args: argparse.Namespace) -> None:
+    args.cores = split_cores()  # before this process is pinned: it reads this process's own affinity
+    if not args.no_pin:
+        pin_process(os.getpid(), args.cores[1])  # wrk and every helper process start on the load cores
     wrk = ensure_wrk()
     results = Results()
     with tempfile.TemporaryDirectory(prefix="liutong-bench-") as tmp, signals_as_interrupts():
@@ -94,6 +116,7 @@ def run(args: argparse.Namespace) -> None:
         stack = LocalStack(ports=Ports.free())
         try:
             targets = start_targets(processes, stack, work, args, results)
+            pin(targets, args)
             measure_wrk(wrk, targets, args, results)
             measure_ttfts(targets, args, results)
             report(results, args)
@@ -126,6 +149,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", default=str(CACHE_DIR), help="LiteLLM's venv and profiles live here")
     parser.add_argument("--liutong-pythonpath",
                         help="extra import path for the Liutong and floor processes only (experiments)")
+    parser.add_argument("--no-pin", action="store_true", help="leave every process free to run on any core")
     parser.add_argument("--profile", action="store_true", help="then run py-spy on Liutong under load")
     parser.add_argument("--profile-top", type=int, default=15)
     args = parser.parse_args(argv)

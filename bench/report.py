@@ -36,7 +36,9 @@ def verdict(ok: bool) -> str:
 def report(results: Results, args: argparse.Namespace) -> None:
     rounds = f", median of {args.rounds} interleaved rounds" if args.rounds > 1 else ""
     print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration:g}s per target{rounds}, mock upstream latency "
-          f"{args.latency_ms:g} ms, {os.cpu_count()} CPUs shared by load generator, proxies and mock")
+          f"{args.latency_ms:g} ms, {os.cpu_count()} CPUs: "
+          + ("shared by load generator, proxies and mock" if getattr(args, "no_pin", True)
+             else "each proxy pinned alone on one, load generator, mock and Azurite on the other(s)"))
     for title, table in (("non-streaming chat completions", results.plain),
                          ("streaming chat completions (wrk: whole SSE response)", results.stream)):
         print_wrk_table(title, table)
