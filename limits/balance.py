@@ -1,19 +1,28 @@
 """Prepaid balances (plan mode "prepaid") that never go negative, even with many instances at once.
 
 Table `balances`: PartitionKey = owner key (limits.owners.owner_key), RowKey = "balance"; properties
-  available (Int64)  plan tokens that can still be reserved; never below 0
+  available (Int64)  plan tokens that can still be reserved: the sum of the open lots; never below 0
   reserved (Int64)   plan tokens held by calls in flight
   shortfall (Int64)  tokens used beyond a reservation that the balance could not cover (flagged, not charged)
+  lots (String)      the open lots, JSON (limits.lots): id, left, held, amount, exp, at, model, ref
+  topups (String)    lot ids of the last top-ups: a retried top-up (same Idempotency-Key) credits nothing
+  ledger (Int64)     the sequence number of the owner's last ledger row
   batches (String)   ids of the last 128 writes, to tell a write whose reply was lost from one that failed
+A row without `lots` (written before lots existed) is one general lot without expiry.
 Every write is conditional on the ETag of the state it was computed from, and every operation keeps available >= 0,
-so no interleaving of instances can drive it negative.
+so no interleaving of instances can drive it negative. The ledger rows of a write (limits.ledger: top-ups, expiries,
+conversions, adjustments) go in the same transaction.
 
-- reserve(estimate), before the upstream call: available -= estimate, reserved += estimate, or InsufficientQuota
-  (429, x-should-retry: false) when estimate > available. A reserve is at least 1 token: an empty balance refuses.
-- settle(reserved, actual): releases the reservation and charges min(actual, available). The estimate includes
-  max_tokens, so actual > reserved means it was wrong: the excess is charged only as far as the balance covers it;
-  the rest is added to `shortfall` and logged. Never negative wins over never under-charged.
-- refund(reserved) = settle with 0. credit(tokens): available += tokens (operators, tests).
+- reserve(estimate, model), before the upstream call: moves estimate from the lots the model may draw on (its packs,
+  then general lots, earliest expiry first) to held, or InsufficientQuota (429, x-should-retry: false) saying whether
+  the balance or the model's pack ran out. A reserve is at least 1 token: an empty balance refuses.
+- settle(hold, actual): charges actual from the held lots in the order they were held, gives the rest back to them;
+  the estimate includes max_tokens, so actual > held means it was wrong: the excess is charged from what the model
+  may draw on as far as it goes; the rest is added to `shortfall` and logged. Never negative wins over never
+  under-charged.
+- refund(hold) = settle with 0. top_up/credit add a lot; adjust, convert and sweep change lots with a ledger entry.
+- Every write first folds expired lots away (limits.lots.Lots.fold); retry_deferred() also sweeps the owners this
+  instance holds whose lots have expired.
 
 Operations on one owner are group-committed per instance: those arriving while a write is in flight go together into
 the next compare-and-swap (one round trip per batch, not per call); an ETag conflict re-reads and re-applies the
@@ -29,41 +38,53 @@ import logging
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import cast
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
+from core.clock import utc_now
 from core.errors import InsufficientQuota, LiutongError, ServiceUnavailable
 from core.tables import storage_errors, write_if_unchanged
-from limits.owners import int64, owner_key, read_int
+from limits.balance_state import (
+    ROW,
+    Apply,
+    BalanceState,
+    Hold,
+    Result,
+    TopUpResult,
+    Undo,
+    entity_of,
+    has_expired,
+    release_op,
+    reserve_op,
+    state_of,
+    sweep_op,
+    top_up_op,
+    trial,
+    undo_reserve,
+)
+from limits.ledger import ledger_rows, write_with_ledger
+from limits.lots import Lot, TopUp
+from limits.owners import owner_key
 
+__all__ = ["BalanceState", "Hold", "PrepaidBalances", "TopUpResult"]
 log = logging.getLogger(__name__)
 
-ROW = "balance"
 MAX_CAS_ATTEMPTS = 50
-# A doubtful write is checked against this many later writes of the owner; retry_deferred runs every few seconds.
-RECENT_BATCHES = 128
-
-
-@dataclass
-class BalanceState:
-    available: int = 0
-    reserved: int = 0
-    shortfall: int = 0
-    batches: tuple[str, ...] = ()
-
-
-Apply = Callable[[BalanceState], int]
-Result = int | LiutongError
+# Operations with a ledger row in one write: a transaction holds at most 100 entities.
+MAX_LEDGER_OPS = 40
 
 
 @dataclass
 class _Op:
     apply: Apply
-    future: asyncio.Future[int]
+    future: asyncio.Future[object]
     keep: bool  # settles/refunds: never dropped, retried when storage is unreachable
-    undo: Apply | None = None  # how to take back a reserve whose caller is gone
+    undo: Undo | None = None  # how to take back a reserve whose caller is gone
+    ledger: bool = False  # writes ledger rows
 
 
 @dataclass
@@ -85,100 +106,84 @@ class _Account:
     etag: str | None = None
 
 
-def _reserve(tokens: int) -> Apply:
-    def apply(state: BalanceState) -> int:
-        if tokens > state.available:
-            raise InsufficientQuota(
-                f"Your prepaid balance is too low for this request: it needs {tokens} tokens, "
-                f"{state.available} are available. Add credit to continue."
-            )
-        state.available -= tokens
-        state.reserved += tokens
-        return tokens
-
-    return apply
-
-
-def _release(reserved: int, actual: int) -> Apply:
-    def apply(state: BalanceState) -> int:
-        state.available += reserved
-        state.reserved -= reserved
-        charged = min(actual, state.available)
-        state.available -= charged
-        state.shortfall += actual - charged
-        return actual - charged
-
-    return apply
-
-
-def _credit(tokens: int) -> Apply:
-    def apply(state: BalanceState) -> int:
-        state.available += tokens
-        return state.available
-
-    return apply
-
-
-def _trial(state: BalanceState, batch: list[_Op], batch_id: str) -> tuple[BalanceState | None, list[Result]]:
-    """The batch applied to `state`: the state to write (None when nothing changed) and each op's result."""
-    trial = replace(state)
-    results = [_run(op.apply, trial) for op in batch]
-    if trial == state:
-        return None, results
-    trial.batches = (*state.batches, batch_id)[-RECENT_BATCHES:]
-    return trial, results
-
-
 def _undos(batch: list[_Op], results: list[Result] | None) -> list[Apply]:
     """How to take back the reserves of a write that may have landed although their callers saw an error."""
     if results is None:
         return []
-    return [op.undo for op, r in zip(batch, results, strict=True) if op.undo and not isinstance(r, LiutongError)]
-
-
-def _run(apply: Apply, state: BalanceState) -> Result:
-    try:
-        return apply(state)
-    except InsufficientQuota as refused:
-        return refused
+    return [op.undo(r) for op, r in zip(batch, results, strict=True) if op.undo and not isinstance(r, LiutongError)]
 
 
 class PrepaidBalances:
-    def __init__(self, table: TableClient) -> None:
+    def __init__(self, table: TableClient, *, now: Callable[[], datetime] = utc_now) -> None:
         self._table = table
+        self._now = now
         self._accounts: dict[str, _Account] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def reserve(self, owner: str, tokens: int) -> int:
-        """Hold `tokens` (at least 1) or raise InsufficientQuota; returns what was held."""
+    async def reserve(self, owner: str, tokens: int, *, model: str | None = None) -> Hold:
+        """Hold `tokens` (at least 1) from the lots `model` may draw on, or raise InsufficientQuota."""
         tokens = max(1, tokens)
-        return await self._submit(owner, _reserve(tokens), undo=_release(tokens, 0))
+        return cast(Hold, await self._submit(owner, reserve_op(tokens, model), undo=undo_reserve))
 
-    async def settle(self, owner: str, reserved: int, actual: int) -> int:
+    async def settle(self, owner: str, hold: Hold, actual: int) -> int:
         """Turn a reservation into the actual charge; returns the shortfall (0 unless actual > what was covered)."""
-        shortfall = await self._submit(owner, _release(reserved, max(0, actual)), keep=True)
+        shortfall = cast(int, await self._submit(owner, release_op(hold, max(0, actual)), keep=True))
         if shortfall:
             log.warning("prepaid call used %d tokens more than the balance covered (owner %s)", shortfall, owner)
         return shortfall
 
-    async def refund(self, owner: str, reserved: int) -> None:
-        await self._submit(owner, _release(reserved, 0), keep=True)
+    async def refund(self, owner: str, hold: Hold) -> None:
+        await self._submit(owner, release_op(hold, 0), keep=True)
 
     async def credit(self, owner: str, tokens: int) -> int:
-        """Add tokens; returns the available balance after."""
+        """Add a general lot without expiry (tests, demos); returns the available balance after."""
         if tokens <= 0:
             raise ValueError("credit must be positive")
-        return await self._submit(owner, _credit(tokens))
+        return (await self.top_up(owner, TopUp(tokens, None))).available
+
+    async def top_up(self, owner: str, top_up: TopUp) -> TopUpResult:
+        """Add a lot (once per top_up.lot_id); raises Conflict when the owner has too many open lots."""
+        lot, duplicate = cast(tuple[Lot, bool], await self._submit(owner, top_up_op(top_up), ledger=True))
+        return TopUpResult(lot, duplicate, await self._available(owner))
+
+    async def deduct(self, owner: str, tokens: int, *, reason: str, actor: str | None) -> int:
+        """Take tokens off (a negative adjustment); InvalidRequest when the balance would go below 0."""
+
+        def apply(state: BalanceState, now: datetime) -> None:
+            state.lots.deduct(tokens, reason=reason, actor=actor, now=now)
+
+        await self._submit(owner, apply, ledger=True)
+        return await self._available(owner)
+
+    async def convert(self, owner: str, model: str, to_model: str | None, *, reason: str | None,
+                      actor: str | None) -> int:
+        """Packs for `model` become packs for `to_model` (None: general credit); returns the tokens moved."""
+
+        def apply(state: BalanceState, now: datetime) -> int:
+            return state.lots.convert(model, to_model, reason=reason, actor=actor)
+
+        return cast(int, await self._submit(owner, apply, ledger=True))
+
+    async def sweep(self, owner: str) -> int:
+        """Fold the owner's expired lots away now (a write only if some have); returns the available balance."""
+        return cast(int, await self._submit(owner, sweep_op, ledger=True))
 
     async def get(self, owner: str) -> BalanceState:
+        """The stored state; `available` leaves out lots that have expired but are not folded away yet."""
         state, _ = await self._read(owner_key(owner))
+        state.available = state.lots.available(self._now())
         return state
 
     async def retry_deferred(self) -> None:
-        """Re-check batches whose write failed or may have landed, and re-apply or undo them."""
+        """Re-check batches whose write failed or may have landed, re-apply or undo them; fold expired lots."""
+        now = self._now()
         for account in list(self._accounts.values()):
             if account.doubts:
                 await self._resolve_doubts(account)
+            elif account.state is not None and has_expired(account.state, now):
+                future = asyncio.get_running_loop().create_future()
+                account.queue.append(_Op(sweep_op, future, keep=True, ledger=True))
+                self._kick(account)
 
     async def close(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -188,9 +193,15 @@ class PrepaidBalances:
         if stranded:
             log.error("%d prepaid balance updates could not be written before shutdown", stranded)
 
-    async def _submit(self, owner: str, apply: Apply, *, keep: bool = False, undo: Apply | None = None) -> int:
+    async def _available(self, owner: str) -> int:
         account = self._account(owner_key(owner))
-        op = _Op(apply, asyncio.get_running_loop().create_future(), keep, undo)
+        return account.state.available if account.state is not None else (await self.get(owner)).available
+
+    async def _submit(
+        self, owner: str, apply: Apply, *, keep: bool = False, undo: Undo | None = None, ledger: bool = False
+    ) -> object:
+        account = self._account(owner_key(owner))
+        op = _Op(apply, asyncio.get_running_loop().create_future(), keep, undo, ledger)
         account.queue.append(op)
         self._kick(account)
         return await op.future
@@ -210,7 +221,7 @@ class PrepaidBalances:
     async def _drain(self, account: _Account) -> None:
         try:
             while account.queue:
-                batch, account.queue = account.queue, []
+                batch, account.queue = _next_batch(account.queue)
                 await self._commit(account, [op for op in batch if op.keep or not op.future.cancelled()])
         finally:
             account.running = False
@@ -218,18 +229,26 @@ class PrepaidBalances:
     async def _commit(self, account: _Account, batch: list[_Op]) -> None:
         batch_id, results = "", None
         try:
+            fresh = False
             for attempt in range(MAX_CAS_ATTEMPTS):
                 if account.state is None:
                     account.state, account.etag = await self._read(account.key)
+                    fresh = True
                 batch_id = uuid.uuid4().hex[:16]
-                trial, results = _trial(account.state, batch, batch_id)
-                if trial is not None:
-                    etag = await self._write(account.key, trial, account.etag)
+                now = self._now()
+                candidate, results = trial(account.state, [op.apply for op in batch], batch_id, now)
+                if not fresh and any(isinstance(result, InsufficientQuota) for result in results):
+                    # Refused on the state this instance remembers: credit may have come through another one since.
+                    account.state = None
+                    continue
+                if candidate is not None:
+                    etag = await self._write(account.key, candidate, account.etag, now)
                     if etag is None:
                         account.state = None  # another writer got there first: re-read and re-apply
                         await asyncio.sleep(random.uniform(0, 0.001 * attempt))  # noqa: S311 - jitter
                         continue
-                    account.state, account.etag = trial, etag
+                    candidate.lots.events = []
+                    account.state, account.etag = candidate, etag
                 self._deliver(account, batch, results)
                 return
             raise ServiceUnavailable("The prepaid balance is busy; retry.", code="balance_contended")
@@ -244,7 +263,8 @@ class PrepaidBalances:
         for op, result in zip(batch, results, strict=True):
             if op.future.cancelled():
                 if op.undo is not None and not isinstance(result, LiutongError):
-                    account.queue.append(_Op(op.undo, asyncio.get_running_loop().create_future(), keep=True))
+                    future = asyncio.get_running_loop().create_future()
+                    account.queue.append(_Op(op.undo(result), future, keep=True))
             elif not op.future.done():
                 if isinstance(result, LiutongError):
                     op.future.set_exception(result)
@@ -268,9 +288,10 @@ class PrepaidBalances:
         except ServiceUnavailable:
             return
         doubts, account.doubts = account.doubts, []
+        loop = asyncio.get_running_loop()
         for doubt in doubts:
             if doubt.batch_id in state.batches:
-                account.queue.extend(_Op(u, asyncio.get_running_loop().create_future(), keep=True) for u in doubt.undo)
+                account.queue.extend(_Op(u, loop.create_future(), keep=True) for u in doubt.undo)
             else:
                 account.queue.extend(doubt.redo)
         self._kick(account)
@@ -281,17 +302,22 @@ class PrepaidBalances:
                 entity = await self._table.get_entity(key, ROW)
         except ResourceNotFoundError:
             return BalanceState(), None
-        batches = tuple(str(entity.get("batches", "")).split())
-        available, reserved, shortfall = (read_int(entity, name) for name in ("available", "reserved", "shortfall"))
-        return BalanceState(available, reserved, shortfall, batches), str(entity.metadata["etag"])
+        return state_of(entity), str(entity.metadata["etag"])
 
-    async def _write(self, key: str, state: BalanceState, etag: str | None) -> str | None:
-        entity = {
-            "PartitionKey": key,
-            "RowKey": ROW,
-            "available": int64(state.available),
-            "reserved": int64(state.reserved),
-            "shortfall": int64(state.shortfall),
-            "batches": " ".join(state.batches),
-        }
-        return await write_if_unchanged(self._table, entity, etag)
+    async def _write(self, key: str, state: BalanceState, etag: str | None, now: datetime) -> str | None:
+        entity = entity_of(key, state)
+        if not state.lots.events:
+            return await write_if_unchanged(self._table, entity, etag)
+        first = state.ledger - len(state.lots.events) + 1
+        rows = ledger_rows(key, state.lots.events, at=now, first=first, available_after=state.available)
+        return await write_with_ledger(self._table, entity, etag, rows)
+
+
+def _next_batch(queue: list[_Op]) -> tuple[list[_Op], list[_Op]]:
+    """The ops of the next write, and the rest: at most MAX_LEDGER_OPS of them write ledger rows."""
+    ledger = 0
+    for n, op in enumerate(queue):
+        ledger += op.ledger
+        if ledger > MAX_LEDGER_OPS:
+            return queue[:n], queue[n:]
+    return queue, []

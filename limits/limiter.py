@@ -4,10 +4,11 @@ PlanLimiter.admit checks, in order: the key's RPM/TPM buckets (limits.ratelimit,
 RPM/TPM budget across instances (limits.leases: leases in memory, topped up from Table Storage; off with
 LIUTONG_RATE_SHARED_BUDGET=false), the owner's monthly included tokens ("quota" plans, limits.quota, in memory with a
 background sync) or a reservation on the owner's prepaid balance ("prepaid" plans, limits.balance, one
-compare-and-swap). A later refusal gives back what the earlier steps took. The model check (plan.allows) stays
-with the caller: it is a 403, not a limit.
+compare-and-swap on the lots the model may draw on). A later refusal gives back what the earlier steps took. The
+model check (plan.allows) stays with the caller: it is a 403, not a limit.
 
-The admission's `headers` are the x-ratelimit-* ones. settle(plan_tokens=actual) corrects the TPM bucket, counts
+The admission's `headers` are the x-ratelimit-* ones, and for prepaid plans x-liutong-balance-remaining: the
+available balance just after the reservation. settle(plan_tokens=actual) corrects the TPM bucket, counts
 the month's usage and settles the reservation; refund() gives back the tokens (the request still counts for RPM).
 Either happens once; later calls are ignored.
 
@@ -31,7 +32,7 @@ from core.errors import LiutongError
 from core.settings import Settings
 from core.tables import Tables
 from keystore.principal import Principal
-from limits.balance import BalanceState, PrepaidBalances
+from limits.balance import BalanceState, Hold, PrepaidBalances
 from limits.budget import SharedBuckets
 from limits.lease import NO_SHARE, Share
 from limits.leases import SharedRates
@@ -44,14 +45,17 @@ log = logging.getLogger(__name__)
 QUOTA_TABLE = "quota"
 BALANCE_TABLE = "balances"
 RATE_TABLE = "ratebudget"
+BALANCE_HEADER = "x-liutong-balance-remaining"
+NO_HOLD = Hold(0)
 
 
 class PlanAdmission:
     def __init__(
-        self, limiter: PlanLimiter, owner: str, plan: Plan, ticket: RateTicket, share: Share, reserved: int
+        self, limiter: PlanLimiter, owner: str, plan: Plan, ticket: RateTicket, share: Share, hold: Hold
     ) -> None:
-        self.headers = ticket.headers
-        self.reserved = reserved
+        self.headers = {**ticket.headers, BALANCE_HEADER: str(hold.remaining)} if hold else ticket.headers
+        self.reserved = int(hold)
+        self._hold = hold
         self.shortfall = 0  # prepaid: tokens used beyond what the balance could cover
         self._limiter, self._owner, self._plan, self._ticket, self._share = limiter, owner, plan, ticket, share
         self._done = False
@@ -66,7 +70,7 @@ class PlanAdmission:
         if tracks_quota(self._plan):
             self._limiter.quota.add(self._owner, actual)
         if self.reserved:
-            self.shortfall = await self._limiter.balances.settle(self._owner, self.reserved, actual)
+            self.shortfall = await self._limiter.balances.settle(self._owner, self._hold, actual)
 
     async def refund(self) -> None:
         if self._done:
@@ -75,7 +79,7 @@ class PlanAdmission:
         self._limiter.rates.give_back(self._ticket, request=False)
         self._share.give_back(request=False)
         if self.reserved:
-            await self._limiter.balances.refund(self._owner, self.reserved)
+            await self._limiter.balances.refund(self._owner, self._hold)
 
 
 class PlanLimiter:
@@ -90,7 +94,7 @@ class PlanLimiter:
     ) -> None:
         self.rates = RateLimiter(clock=clock)
         self.quota = MonthlyQuota(tables.table(QUOTA_TABLE), now=now)
-        self.balances = PrepaidBalances(tables.table(BALANCE_TABLE))
+        self.balances = PrepaidBalances(tables.table(BALANCE_TABLE), now=now)
         self.shared = (
             SharedRates(
                 SharedBuckets(tables.table(RATE_TABLE)), lease_fraction=settings.rate_lease_fraction,
@@ -115,14 +119,16 @@ class PlanLimiter:
             if self.shared is not None:
                 share = await self.shared.take(principal.key_id, plan, estimate)
             await self.quota.check(principal.owner, plan)
-            reserved = await self.balances.reserve(principal.owner, estimate) if plan.mode == "prepaid" else 0
+            hold = NO_HOLD
+            if plan.mode == "prepaid":
+                hold = await self.balances.reserve(principal.owner, estimate, model=model_alias)
         except BaseException as error:
             share.give_back(request=True)
             self.rates.give_back(ticket, request=True)
             if isinstance(error, LiutongError):
                 error.headers = {**rate_headers(ticket.buckets), **error.headers}
             raise
-        return PlanAdmission(self, principal.owner, plan, ticket, share, reserved)
+        return PlanAdmission(self, principal.owner, plan, ticket, share, hold)
 
     async def credit(self, owner: str, tokens: int) -> int:
         """Add prepaid tokens to an owner ("dep-…" / "team-…"); returns the available balance."""

@@ -214,3 +214,14 @@ async def test_a_reserve_whose_caller_went_away_is_released(tables: Tables, sett
     await balances.close()
     state = await balances.get(OWNER)
     assert (state.available, state.reserved) == (500, 0)
+
+
+async def test_credit_added_through_another_instance_is_seen_by_the_next_reserve(tables: Tables) -> None:
+    """An instance that remembers an empty balance reads it again before refusing: an operator's top-up goes
+    through the admin API's instance, not the one serving the calls."""
+    serving, operating = (PrepaidBalances(tables.table(BALANCE_TABLE)) for _ in range(2))
+    with pytest.raises(InsufficientQuota):
+        await serving.reserve("team-reread", 10)
+    await serving.credit("team-reread", 5)  # this instance now remembers 5
+    await operating.credit("team-reread", 100)
+    assert await serving.reserve("team-reread", 50) == 50  # refused on the remembered 5, granted on the stored 105
