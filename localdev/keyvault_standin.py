@@ -1,15 +1,16 @@
 """A tiny HTTPS Key Vault (secrets) stand-in that the real azure-keyvault-secrets client can talk to.
 
 It speaks the wire protocol the SDK needs: a 401 bearer challenge on an unauthenticated request,
-then `GET /secrets/{name}[/{version}]?api-version=...` with a bearer token. TLS uses a
+then, with a bearer token and `?api-version=`: `GET /secrets/{name}[/{version}]`, `PUT /secrets/{name}` (a new
+version), `DELETE /secrets/{name}` (soft delete, done at once), `GET /deletedsecrets/{name}` (what the SDK's delete
+poller asks) and `DELETE /deletedsecrets/{name}` (purge); a deleted name cannot be set again until purged. TLS uses a
 self-signed certificate for 127.0.0.1/localhost; pass `ca_path` as the client's `connection_verify=`
 and `verify_challenge_resource=False` (the host is not *.vault.azure.net).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
+import re
 import socket
 import tempfile
 import threading
@@ -20,59 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from localdev.tls import self_signed_pem, write_self_signed_cert
+
+__all__ = ["KeyVaultStandIn", "self_signed_pem", "write_self_signed_cert"]
 
 RESOURCE = "https://vault.azure.net"
 DEFAULT_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-
-
-def write_self_signed_cert(directory: Path, *, host: str = "127.0.0.1") -> tuple[Path, Path]:
-    """Writes cert.pem and key.pem for `host`, localhost and 127.0.0.1; returns their paths."""
-    cert_pem, key_pem = self_signed_pem(host=host)
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert_pem)
-    key_path.write_bytes(key_pem)
-    return cert_path, key_path
-
-
-def self_signed_pem(*, host: str = "127.0.0.1", days: int = 2) -> tuple[bytes, bytes]:
-    """A self-signed server certificate for `host`, localhost and 127.0.0.1, and its key (both PEM)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "liutong key vault stand-in")])
-    now = dt.datetime.now(dt.UTC)
-    alt_names: list[x509.GeneralName] = [
-        x509.DNSName("localhost"),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-    ]
-    if host not in ("127.0.0.1", "localhost"):
-        alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
-    public = key.public_key()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+SECRET_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
 
 
 @dataclass
@@ -80,6 +40,8 @@ class _Version:
     value: str
     enabled: bool = True
     created: int = field(default_factory=lambda: int(time.time()))
+    tags: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
 
 
 def _error(status: int, code: str, message: str, inner: str | None = None) -> JSONResponse:
@@ -104,6 +66,8 @@ class KeyVaultStandIn:
         self.tenant_id = tenant_id
         self.authority = authority.rstrip("/")
         self._secrets: dict[str, list[tuple[str, _Version]]] = {}
+        # Soft-deleted secrets (DELETE /secrets/{name}) by name: when, and their versions.
+        self.deleted: dict[str, tuple[int, list[tuple[str, _Version]]]] = {}
         self._lock = threading.Lock()
         self.tokens_seen: list[str] = []
         self.challenges_sent = 0
@@ -137,8 +101,19 @@ class KeyVaultStandIn:
         self.set_enabled(name, version, False)
 
     def delete_secret(self, name: str) -> None:
+        """Gone at once, not soft-deleted: a secret that never existed, as far as clients can tell."""
         with self._lock:
             self._secrets.pop(name, None)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._secrets)
+
+    def values(self) -> list[str]:
+        """Every value held, deleted ones included (tests look for where a secret went)."""
+        with self._lock:
+            held = [*self._secrets.values(), *(versions for _, versions in self.deleted.values())]
+            return [entry.value for versions in held for _, entry in versions]
 
     def _find(self, name: str, version: str | None) -> _Version:
         versions = self._secrets.get(name)
@@ -160,13 +135,34 @@ class KeyVaultStandIn:
         response.headers["WWW-Authenticate"] = header
         return response
 
-    async def _get_secret(self, request: Request) -> JSONResponse:
+    def _refusal(self, request: Request) -> JSONResponse | None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return self._challenge()
         self.tokens_seen.append(token)
         if not request.query_params.get("api-version"):
             return _error(400, "BadParameter", "The api-version query parameter is required.")
+        return None
+
+    def _bundle(self, name: str, version_id: str, entry: _Version, *, value: bool = True) -> dict[str, Any]:
+        bundle: dict[str, Any] = {
+            "id": f"{self.url}/secrets/{name}/{version_id}",
+            "attributes": {
+                "enabled": entry.enabled, "created": entry.created, "updated": entry.created,
+                "recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90,
+            },
+            "tags": entry.tags,
+        }
+        if entry.content_type is not None:
+            bundle["contentType"] = entry.content_type
+        if value:
+            bundle["value"] = entry.value
+        return bundle
+
+    async def _get_secret(self, request: Request) -> JSONResponse:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
         name = request.path_params["name"]
         version = request.path_params.get("version") or None
         with self._lock:
@@ -178,27 +174,87 @@ class KeyVaultStandIn:
         if not entry.enabled:
             message = "Operation get is not allowed on a disabled secret."
             return _error(403, "Forbidden", message, "SecretDisabled")
-        return JSONResponse(
-            {
-                "value": entry.value,
-                "id": f"{self.url}/secrets/{name}/{version_id}",
-                "attributes": {
-                    "enabled": True,
-                    "created": entry.created,
-                    "updated": entry.created,
-                    "recoveryLevel": "Recoverable+Purgeable",
-                    "recoverableDays": 90,
-                },
-                "tags": {},
-            }
-        )
+        return JSONResponse(self._bundle(name, version_id, entry))
+
+    async def _set_secret(self, request: Request) -> JSONResponse:
+        """PUT /secrets/{name}: a new version, or 409 while a deleted secret of that name awaits purge."""
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        name = request.path_params["name"]
+        try:
+            doc = await request.json()
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict) or not isinstance(doc.get("value"), str):
+            return _error(400, "BadParameter", "The request body must carry the secret's value.")
+        if not SECRET_NAME.fullmatch(name):
+            return _error(400, "BadParameter", "Secret names are 1-127 characters of 0-9, a-z, A-Z and '-'.")
+        entry = _Version(doc["value"], tags=dict(doc.get("tags") or {}), content_type=doc.get("contentType"))
+        version = uuid.uuid4().hex
+        with self._lock:
+            if name in self.deleted:
+                message = (f"Secret {name} is currently in a deleted but recoverable state, and its name cannot be "
+                           "reused; in this state, the secret can only be recovered or purged.")
+                return _error(409, "Conflict", message, "ObjectIsDeletedButRecoverable")
+            self._secrets.setdefault(name, []).append((version, entry))
+        return JSONResponse(self._bundle(name, version, entry))
+
+    async def _delete_secret(self, request: Request) -> JSONResponse:
+        """DELETE /secrets/{name}: soft delete (at once, where Key Vault takes a few seconds)."""
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        name = request.path_params["name"]
+        with self._lock:
+            versions = self._secrets.pop(name, None)
+            if versions:
+                self.deleted[name] = (int(time.time()), versions)
+        if not versions:
+            return _error(404, "SecretNotFound", f"A secret with (name/id) {name} was not found.")
+        return JSONResponse(self._deleted_bundle(name))
+
+    async def _get_deleted(self, request: Request) -> JSONResponse:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        name = request.path_params["name"]
+        with self._lock:
+            found = name in self.deleted
+        if not found:
+            return _error(404, "SecretNotFound", f"Deleted Secret not found: {name}")
+        return JSONResponse(self._deleted_bundle(name))
+
+    async def _purge(self, request: Request) -> Response:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        with self._lock:
+            purged = self.deleted.pop(request.path_params["name"], None)
+        if purged is None:
+            return _error(404, "SecretNotFound", "Deleted Secret not found.")
+        return Response(status_code=204)
+
+    def _deleted_bundle(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            deleted_at, versions = self.deleted[name]
+        version_id, entry = versions[-1]
+        return {
+            **self._bundle(name, version_id, entry, value=False),
+            "recoveryId": f"{self.url}/deletedsecrets/{name}",
+            "deletedDate": deleted_at, "scheduledPurgeDate": deleted_at + 90 * 86400,
+        }
 
     def app(self) -> Starlette:
         return Starlette(
             routes=[
                 Route("/secrets/{name}", self._get_secret, methods=["GET"]),
+                Route("/secrets/{name}", self._set_secret, methods=["PUT"]),
+                Route("/secrets/{name}", self._delete_secret, methods=["DELETE"]),
                 Route("/secrets/{name}/", self._get_secret, methods=["GET"]),
                 Route("/secrets/{name}/{version}", self._get_secret, methods=["GET"]),
+                Route("/deletedsecrets/{name}", self._get_deleted, methods=["GET"]),
+                Route("/deletedsecrets/{name}", self._purge, methods=["DELETE"]),
             ]
         )
 
