@@ -29,8 +29,9 @@ $(CHECKOV_VENV)/.installed: infra/requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements-checkov.txt
 	touch $@
 
+# Under `make run` the service's metrics are at http://127.0.0.1:7071/metrics (Prometheus text).
 run: setup
-	$(BIN)/python -m localdev.run
+	LIUTONG_METRICS_EXPORTER=$${LIUTONG_METRICS_EXPORTER:-prometheus} $(BIN)/python -m localdev.run
 
 demo: setup
 	$(BIN)/python -m localdev.demo
@@ -41,7 +42,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup chromium
+unit: setup chromium prometheus
 	$(BIN)/python -m pytest
 
 # Debian's Chromium for the browser tests (tests/admin/test_ui_browser.py); they fail without it.
@@ -49,6 +50,11 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || command -v sudo)
 .PHONY: chromium
 chromium:
 	@command -v chromium >/dev/null || $(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium'
+
+# Debian's Prometheus server for the metrics round trip (tests/localdev/test_prometheus_roundtrip.py); it fails without.
+.PHONY: prometheus
+prometheus:
+	@command -v prometheus >/dev/null || $(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus'
 
 # checkov on infra/ (Bicep); fails on any failed check and on files checkov could not parse.
 infra-check: setup $(CHECKOV_VENV)/.installed

@@ -9,8 +9,11 @@ from typing import Any
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
+from admin.byok import AdminByok
 from admin.service import AdminService
+from core import metrics as metrics_facade
 from core.identity import service_credential
+from core.metrics_export import MetricsRuntime, start_metrics
 from core.settings import Settings, get_settings
 from core.tables import Tables
 from keystore.last_used import LastUsedRecorder
@@ -53,6 +56,8 @@ class Services:
     metering: MeteringDeps
     account: AccountUsage
     admin: AdminService | None = None
+    byok_admin: AdminByok | None = None
+    metrics: MetricsRuntime | None = None
     _closers: list[Any] = field(default_factory=list)
 
     @classmethod
@@ -69,12 +74,15 @@ class Services:
             await http.aclose()
             raise
         parts: dict[str, Any] = {"settings": settings, "tables": tables, "http": http, "credential": credential}
+        parts["metrics"] = metrics = start_metrics(settings)
         parts.update(await build_provisioning(settings, tables=tables, http=http, credential=credential))
         parts.update(await build_metering(settings, tables=tables, http=http, credential=credential, parts=parts))
         parts.update(build_proxy(settings, tables=tables, credential=credential, parts=parts))
         parts.update(build_account(tables=tables, parts=parts))
         parts["admin"] = build_admin(settings, tables=tables, http=http, parts=parts)
         closers = parts.pop("closers")
+        metrics.metrics.watch_usage_writer(parts["usage"])
+        metrics_facade.install(metrics.metrics)
         return cls(**parts, _closers=closers)
 
     async def close(self) -> None:
@@ -89,6 +97,10 @@ class Services:
         await self.tables.close()
         await self.credential.close()
         await self.http.aclose()
+        if self.metrics is not None:
+            await self.metrics.shutdown()
+            if metrics_facade.current() is self.metrics.metrics:
+                metrics_facade.install(None)
 
 
 _current: Services | None = None

@@ -9,9 +9,11 @@ import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
 from admin.build import build_admin_service
+from admin.byok_build import build_byok
 from admin.deployments import AdminDeployments
 from admin.service import AdminService
 from admin.settings import AdminSettings
+from core.metrics_sinks import MeteredUsageSink
 from core.settings import Settings
 from core.tables import Tables
 from keystore.last_used import LastUsedRecorder
@@ -110,11 +112,21 @@ def build_proxy(
     # A key this instance revokes or retires stops working here at once; other instances within the cache TTL.
     parts["keys"].on_status_change(resolver.forget)
     limiter = PlanLimiter(tables, settings)
-    proxy = ProxyService(
-        resolver=resolver, plans=plans.get, limiter=limiter, usage=parts["usage"], upstreams=upstreams,
-        settings=settings, refusals=RefusalCounter(tables),
+    byok, byok_admin, byok_vault = build_byok(
+        settings, tables=tables, http=parts["http"], credential=credential, upstreams=upstreams.config,
+        audit=parts["audit"], plans=plans,
     )
-    return {"last_used": last_used, "limiter": limiter, "proxy": proxy}
+    if byok_vault is not None:
+        parts["closers"].append(byok_vault)
+    # Metrics count each call's usage record and refusal as they pass (core.metrics): no other hook in the proxy.
+    metrics = parts["metrics"].metrics if "metrics" in parts else None
+    usage = parts["usage"] if metrics is None else MeteredUsageSink(parts["usage"], metrics)
+    refusals = RefusalCounter(tables, observe=None if metrics is None else metrics.refusal)
+    proxy = ProxyService(
+        resolver=resolver, plans=plans.get, limiter=limiter, usage=usage, upstreams=upstreams,
+        settings=settings, refusals=refusals, byok=byok,
+    )
+    return {"last_used": last_used, "limiter": limiter, "proxy": proxy, "byok_admin": byok_admin}
 
 
 def build_account(*, tables: Tables, parts: dict[str, Any]) -> dict[str, Any]:

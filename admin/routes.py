@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from admin.byok_handlers import BYOK_ROUTES
+from admin.credits_handlers import CREDIT_ROUTES
 from admin.deployment_handlers import DEPLOYMENT_ROUTES
 from admin.handlers import (
     resume_team,
@@ -29,6 +31,8 @@ ADMIN_ROUTES: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
     ("api/admin/teams/{team}/keys/{key_id}/rotate", ("POST",), rotate_team_key),
     *DEPLOYMENT_ROUTES,
     *OVERRIDE_ROUTES,
+    *CREDIT_ROUTES,
+    *BYOK_ROUTES,
     *UI_ROUTES,
     *REPORT_ROUTES,
     *VERIFY_ROUTES,

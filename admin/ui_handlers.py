@@ -29,6 +29,7 @@ ASSETS: dict[str, str] = {
     "chart.js": "text/javascript; charset=utf-8",
     "customers.js": "text/javascript; charset=utf-8",
     "models.js": "text/javascript; charset=utf-8",
+    "credits.js": "text/javascript; charset=utf-8",
     "tables.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }

@@ -132,7 +132,10 @@ class InsufficientQuota(LiutongError):
     error_type = "insufficient_quota"
     default_code = "insufficient_quota"
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None, **kwargs: Any):
+    def __init__(
+        self, message: str, *, headers: dict[str, str] | None = None, exhausted: str = "quota", **kwargs: Any
+    ):
+        self.exhausted = exhausted  # "quota" (the month's tokens) or "balance" (prepaid credit): for metrics
         merged = dict(headers or {})
         # The openai SDK honours this header and does not retry the request three times.
         merged["x-should-retry"] = "false"

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     key_vault_url: str | None = None
     master_secret_name: str = "liutong-key-master"  # noqa: S105 - a secret name, not a secret
     master_secret: SecretStr | None = None
+    # Customers' own provider credentials (BYOK, proxy.byok_vault): empty = LIUTONG_KEY_VAULT_URL. The CA bundle is
+    # for a local Key Vault stand-in only (its own certificate); empty in Azure.
+    byok_vault_url: str | None = None
+    byok_vault_ca_bundle: str | None = None
 
     # Key rotation of marketplace keys.
     key_rotation_days: float = Field(default=30, gt=0)
@@ -76,6 +80,8 @@ class Settings(BaseSettings):
     rate_shared_budget: bool = True
     rate_lease_fraction: float = Field(default=0.01, gt=0, le=0.5)
     rate_outage_share: float = Field(default=1.0, gt=0, le=1)
+    # Prepaid credit: a top-up without its own expiry expires this many days after it was bought.
+    credit_expiry_days: int = Field(default=365, gt=0, le=3650)
 
     # Usage records.
     usage_durability: Literal["async", "sync"] = "async"
@@ -96,6 +102,13 @@ class Settings(BaseSettings):
     admin_client_id: str = ""
     admin_role: str = Field(default="Liutong.Admin", min_length=1)
     admin_rotation_grace_hours: float = Field(default=24, ge=0, le=24 * 30)
+
+    # Metrics (core.metrics_export): "azure_monitor" in Azure; "prometheus" serves /metrics on the local host (and on
+    # 127.0.0.1:<port> when the port is set); per-deployment series (hashed ids) only when asked: cardinality.
+    metrics_exporter: Literal["none", "azure_monitor", "prometheus"] = "none"
+    metrics_prometheus_port: int = Field(default=0, ge=0, le=65535)
+    metrics_export_interval_seconds: float = Field(default=60, ge=1, le=3600)
+    metrics_per_deployment: bool = False
 
     # Request hygiene.
     max_body_bytes: int = Field(default=64 * 1024, gt=0)

@@ -65,6 +65,13 @@ class Plan(BaseModel):
     auto_models: tuple[str, ...] = ()
     # After an alias's sunset, its replacement (when the plan has it) serves calls to it instead of a 404.
     redirect_on_sunset: bool = False
+    # Prepaid packs for a model past its sunset: general credit, or packs for its replacement (admin.credits).
+    pack_on_sunset: Literal["general", "replacement"] = "general"
+    # Bring your own key (proxy.byok): whether a team's own provider credential may ("allow") or must ("require")
+    # serve its calls to an alias; "allow" falls back to Liutong's credential when the team has none.
+    byok: Literal["forbid", "allow", "require"] = "forbid"
+    # What a BYOK call costs in plan tokens instead of its tokens (drawn and metered like them).
+    byok_fee_plan_tokens: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> Plan:

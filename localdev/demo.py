@@ -19,7 +19,7 @@ import openai
 
 from core.settings import Settings
 from core.tables import Tables
-from localdev import clients
+from localdev import clients, demo_credit
 from localdev.stack import API_APP_ID_URI, LocalStack, Ports
 from localdev.standin.metering import metering_of
 from provisioning.notifications import deployment_id_for
@@ -53,6 +53,7 @@ class Demo:
         self.token = ""
         self.keys: list[str] = []
         self.billable_tokens = 0
+        self.team_key = ""
         self.failures = 0
 
     async def step(self, title: str, action: Callable[[], Awaitable[str]]) -> None:
@@ -135,6 +136,13 @@ class Demo:
         return f"response {response.output_text[:24]!r}… ({response.usage.total_tokens if response.usage else 0} " \
             f"tokens), {len(image.data or [])} image = {IMAGE_PLAN_TOKENS} plan tokens"
 
+    async def credit(self) -> str:
+        self.team_key, summary = await demo_credit.top_up(self.stack)
+        return summary
+
+    async def byok(self) -> str:
+        return await demo_credit.byok_call(self.stack, self.team_key)
+
     async def usage_report(self) -> str:
         tables = Tables(self.stack.settings())
         try:
@@ -179,6 +187,8 @@ class Demo:
         await self.step("chat (streamed) and embeddings through the openai SDK", self.chat_and_embeddings)
         await self.step("a Responses API call and an image generation", self.responses_and_image)
         await self.step("usage report (metadata only)", self.usage_report)
+        await self.step("prepaid credit: a top-up sent twice is credited once", self.credit)
+        await self.step("bring your own key: the team's provider key serves a call", self.byok)
         await self.step("forced rotation", self.forced_rotation)
         await self.step("rotation without grace (a leaked key)", self.leaked_key_rotation)
         await self.step("webhook DELETE Deleting (bills the last hour)", lambda: self.notify(

@@ -61,6 +61,9 @@ class MockConfig:
     reasoning_tokens: int = 0  # reported inside the completion/output tokens, as reasoning models do
     allow_store: bool = False  # accept Responses calls that ask the mock to store (it never does)
     record_requests: bool = True
+    # Upstream model name → the only bearer key it accepts (others get 401), as a provider checks a customer's own
+    # key (BYOK); GET /v1/models refuses a bearer that is none of them.
+    required_keys: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,9 @@ class MockUpstream:
 
     async def models(self, request: Request) -> Response:
         self._remember(request, None)
+        presented = _bearer(request)
+        if presented is not None and self.config.required_keys and presented not in self.config.required_keys.values():
+            return _error(401, "Incorrect API key provided.", "invalid_request_error", code="invalid_api_key")
         model = {"id": "mock-model", "object": "model", "created": 1700000000, "owned_by": "liutong-mock"}
         return JSONResponse({"object": "list", "data": [model]})
 
@@ -151,6 +157,9 @@ class MockUpstream:
             return {}, self._failure(config.fail_status)
         if not isinstance(doc, dict):
             return {}, _error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+        required = config.required_keys.get(str(doc.get("model")))
+        if required is not None and _bearer(request) != required:
+            return {}, _error(401, "Incorrect API key provided.", "invalid_request_error", code="invalid_api_key")
         if "deployment" in request.path_params and not request.query_params.get("api-version"):
             return {}, _error(404, "Resource not found", "invalid_request_error")
         return doc, None
@@ -223,6 +232,11 @@ class MockUpstream:
             raise InjectedStreamBreak(f"stream broken after {sent} chunks on purpose")
         if config.stall_after_chunks is not None and sent == config.stall_after_chunks:
             await asyncio.sleep(config.stall_seconds)
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value if scheme.lower() == "bearer" and value else None
 
 
 def upstreams_config(base_url: str, aliases: tuple[str, ...] = LOCAL_ALIASES) -> dict[str, Any]:

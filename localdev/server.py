@@ -15,6 +15,7 @@ from starlette.routing import Route
 import services
 from core.errors import LiutongError, MethodNotAllowed, NotFound
 from core.http import error_response
+from core.metrics_export import PROMETHEUS_CONTENT_TYPE
 from core.settings import Settings
 from routes import ROUTES
 
@@ -39,11 +40,22 @@ def build_app(settings: Settings) -> Starlette:
             await built.close()
 
     routes = [Route(spec.path, spec.handler, methods=list(spec.methods)) for spec in ROUTES]
+    # Here only, never in routes.py: the Functions app has no /metrics (it exports to Azure Monitor).
+    routes.append(Route("/metrics", prometheus_metrics, methods=["GET"]))
     return Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
     )
+
+
+async def prometheus_metrics(request: Request) -> Response:
+    """The Prometheus text exposition, when LIUTONG_METRICS_EXPORTER=prometheus; 404 otherwise."""
+    runtime = (await services.get_services()).metrics
+    text = runtime.prometheus_text() if runtime is not None else None
+    if text is None:
+        return error_response(NotFound("Metrics are not exported to Prometheus here (LIUTONG_METRICS_EXPORTER)."))
+    return Response(text, media_type=PROMETHEUS_CONTENT_TYPE)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:

@@ -20,6 +20,7 @@ import uvicorn
 from core.settings import Settings
 from limits.plans import PlanCatalog
 from localdev import azurite, mock_upstream
+from localdev.keyvault_standin import KeyVaultStandIn
 from localdev.server import UVICORN_OPTIONS, build_app
 from localdev.standin import OPERATOR_UPN, RunningStandin, start_in_thread
 
@@ -66,6 +67,7 @@ class LocalStack:
     azurite_process: subprocess.Popen[bytes] | None = None
     standin: RunningStandin | None = None
     upstream: mock_upstream.RunningMockUpstream | None = None
+    vault: KeyVaultStandIn | None = None  # customers' own provider keys (BYOK), over HTTPS as Key Vault is
     upstreams_file: str | None = None
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
@@ -83,6 +85,8 @@ class LocalStack:
             state_dir=self.standin_state_dir,
         )
         self.configure_admin()
+        self.vault = KeyVaultStandIn(host=HOST)
+        self.vault.start()
         for name in _COMPETING_IDENTITY_VARS:
             os.environ.pop(name, None)
         os.environ.update(self.standin.environ())
@@ -138,6 +142,9 @@ class LocalStack:
             "admin_client_id": ADMIN_CLIENT_ID,
             "admin_role": ADMIN_ROLE,
         }
+        if self.vault is not None:
+            values["byok_vault_url"] = self.vault.url
+            values["byok_vault_ca_bundle"] = str(self.vault.ca_path)
         if self.upstreams_file is not None:
             values["upstreams_file"] = self.upstreams_file
         values["metering_endpoint"] = self.standin.base_url
@@ -162,6 +169,8 @@ class LocalStack:
             self._thread.join(timeout=10)
         if self.upstream is not None:
             self.upstream.stop()
+        if self.vault is not None:
+            self.vault.stop()
         if self.standin is not None:
             self.standin.stop()
         if self.azurite_process is not None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from core import metrics
 from core.clock import utc_now
 from core.hours import HOUR, floor_hour, hours_between
 from core.hours import month_start as _month_start
@@ -130,6 +131,7 @@ async def _bill(
     if deps.client is None:
         raise ValueError("submitting needs a MarketplaceClient")
     report.results = await deps.client.submit(report.events)
+    metrics.current().marketplace_submissions(result.outcome.value for result in report.results)
     for (account, entry), result in zip(queued, report.results, strict=True):
         await _apply(ledger, account, entry, result, now=now, report=report)
     return report

@@ -5,11 +5,13 @@ from starlette.responses import JSONResponse, Response
 
 from core.errors import InvalidRequest
 from core.http import bearer_token, check_fields, endpoint, optional_flag, read_json_object
+from core.metrics import counted
 from services import get_services
 
 _NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 
 
+@counted("webhook")
 @endpoint
 async def marketplace_notification(req: Request) -> Response:
     services = await get_services()
@@ -19,11 +21,13 @@ async def marketplace_notification(req: Request) -> Response:
     return JSONResponse({"applicationId": deployment.application_id, "provisioningState": deployment.state})
 
 
+@counted("exchange")
 @endpoint
 async def exchange_key(req: Request) -> Response:
     return await _exchange(req, force_rotate=False)
 
 
+@counted("rotate")
 @endpoint
 async def rotate_key(req: Request) -> Response:
     return await _exchange(req, force_rotate=True)

@@ -48,6 +48,7 @@ class MeteredCall:
     prompt_estimate: int
     route_headers: Mapping[str, str] = field(default_factory=dict)
     auto: bool = False
+    byok: bool = False  # served with the team's own provider credential: settles at the plan's BYOK fee
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -55,8 +56,10 @@ class MeteredCall:
         return {**self.admission.headers, **self.route_headers, "x-request-id": self.request_id}
 
     async def succeeded(self, tokens: Tokens, *, status: int = 200, units: Units | None = None) -> None:
-        """Settles at the tokens' plan tokens, or at the media units' when given."""
+        """Settles at the tokens' plan tokens, or at the media units' when given, or at the BYOK fee."""
         plan_tokens = self.plan.plan_tokens(self.model_alias, tokens.total) if units is None else units.plan_tokens
+        if self.byok:
+            plan_tokens = self.plan.byok_fee_plan_tokens
         try:
             await self.admission.settle(plan_tokens=plan_tokens)
         except Exception as error:  # noqa: BLE001 - the usage record below is what bills; it must be written
@@ -106,6 +109,7 @@ class MeteredCall:
             unit=units.unit if units is not None else None,
             quantity=units.quantity if units is not None else 0,
             auto=self.auto,
+            byok=self.byok,
         )
         try:
             await self.sink.record(record)

@@ -41,13 +41,16 @@ class UpstreamTarget:
     def model_for(self, path: str) -> str | None:
         return self.path_models.get(path, self.model)
 
-    async def headers(self, *, stream: bool, content_type: str = JSON, accept: str | None = None) -> dict[str, str]:
+    async def headers(
+        self, *, stream: bool, content_type: str = JSON, accept: str | None = None, auth: UpstreamAuth | None = None
+    ) -> dict[str, str]:
+        """`auth` replaces Liutong's credential for one call (a team's own key: proxy.byok)."""
         headers = {
             "content-type": content_type,
             "accept": accept or ("text/event-stream" if stream else JSON),
             **self.fixed_headers,
         }
-        headers.update(await self.auth.headers())
+        headers.update(await (auth or self.auth).headers())
         return headers
 
 

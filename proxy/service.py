@@ -25,6 +25,7 @@ from limits.admission import Limiter
 from limits.overrides import effective_plan
 from limits.plans import Plan
 from proxy.accounting import from_response
+from proxy.byok import ByokCredentials, admission_plan, byok_credential, own_credential, refused_error
 from proxy.forwarding import UpstreamClient, read_all
 from proxy.metered_call import MeteredCall
 from proxy.nature import RequestNature
@@ -78,6 +79,7 @@ class ProxyService:
         client: UpstreamClient | None = None,
         default_completion_estimate: int = DEFAULT_COMPLETION_ESTIMATE,
         refusals: RefusalCounter | None = None,
+        byok: ByokCredentials | None = None,
     ) -> None:
         self._resolver = resolver
         self._plans = plans
@@ -91,6 +93,7 @@ class ProxyService:
         self._default_completion = default_completion_estimate
         self._background: set[asyncio.Task[None]] = set()
         self._refusals = refusals
+        self._byok = byok
 
     @property
     def max_body_bytes(self) -> int:
@@ -124,7 +127,9 @@ class ProxyService:
 
     def _count_refusal(self, owner: str | None, key: str, error: LiutongError) -> None:
         if self._refusals is not None and error.status_code in REFUSED_STATUSES:
-            self._refusals.record(self._clock(), owner=owner, key=key, status=error.status_code, code=error.code)
+            self._refusals.record(
+                self._clock(), owner=owner, key=key, status=error.status_code, code=error.code, error=error,
+            )
 
     def list_models(self, principal: Principal) -> dict[str, Any]:
         with self.counting_refusals(principal):
@@ -198,13 +203,16 @@ class ProxyService:
         estimate = estimated_plan_tokens
         if estimate is None:
             estimate = route.plan.plan_tokens(route.alias, prompt + completion)
+        byok = await own_credential(self._byok, principal, route.plan, route.alias) is not None
+        plan = admission_plan(route.plan) if byok else route.plan
         admission = await self._limiter.admit(
-            principal, route.plan, model_alias=route.alias, estimated_plan_tokens=estimate
+            principal, plan, model_alias=route.alias,
+            estimated_plan_tokens=route.plan.byok_fee_plan_tokens if byok else estimate,
         )
         return MeteredCall(
             request_id=new_request_id(), principal=principal, plan=route.plan, model_alias=route.alias,
             endpoint=endpoint, admission=admission, sink=self._usage, clock=self._clock, prompt_estimate=prompt,
-            route_headers=route.headers, auto=route.auto,
+            route_headers=route.headers, auto=route.auto, byok=byok,
         )
 
     async def send(
@@ -213,14 +221,21 @@ class ProxyService:
     ) -> aiohttp.ClientResponse:
         target = route.target
         try:
-            headers = await target.headers(stream=stream, content_type=content_type, accept=accept)
+            auth = await byok_credential(self._byok, call.principal, route) if call.byok else target.auth
+            headers = await target.headers(stream=stream, content_type=content_type, accept=accept, auth=auth)
             return await self._client.send(target.urls[path], body, headers, target.timeout)
-        except LiutongError as error:
-            if error.code == "upstream_auth_failed":
+        except LiutongError as caught:
+            error = caught
+            if error.code == "upstream_auth_failed" and call.byok and self._byok is not None:
+                self._byok.refused(call.principal.team)
+                error = refused_error()
+            elif error.code == "upstream_auth_failed":
                 target.auth.invalidate()
             await call.failed(error.status_code)
             error.headers = {**call.headers, **error.headers}
-            raise
+            if error is caught:
+                raise
+            raise error from None
 
     async def answer(self, call: MeteredCall, response: aiohttp.ClientResponse) -> JsonResult:
         try:

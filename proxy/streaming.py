@@ -11,6 +11,7 @@ Three ends, each recorded exactly once:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -20,6 +21,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from core.errors import LiutongError, UpstreamTimeout, UpstreamUnavailable
+from core.metrics import first_chunk_at
 from proxy.forwarding import FAILURES
 from proxy.upstream_errors import stream_error_event
 
@@ -70,6 +72,7 @@ class StreamRelay:
         self._upstream_failed: LiutongError | None = None
         self._upstream_over = False
         self._ended = False
+        self._first_chunk_at: float | None = None  # time.monotonic(), for the time-to-first-token metric
 
     async def body(self) -> AsyncIterator[bytes]:
         try:
@@ -88,6 +91,8 @@ class StreamRelay:
         try:
             while data := await content.readany():
                 if out := self._tap.feed(data):
+                    if self._first_chunk_at is None:
+                        self._first_chunk_at = time.monotonic()
                     yield out
         except FAILURES as error:
             self._upstream_failed = _broken(error)
@@ -121,6 +126,7 @@ class StreamRelay:
         elif self._upstream_failed is not None:
             outcome = "upstream_broken"
         tap = self._tap
+        first_chunk_at.set(self._first_chunk_at)  # this task's own context: read by core.metrics_sinks
         await self._on_end(StreamEnd(outcome, tap.usage, tap.output_chars, tap.saw_output))
 
     async def _drain(self) -> None:

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import secrets
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -58,7 +59,12 @@ def key_reference(display_prefix: str | None) -> str:
 
 
 class RefusalCounter:
-    def __init__(self, tables: Tables, *, interval_seconds: float = 5.0, background: bool = True) -> None:
+    def __init__(
+        self, tables: Tables, *, interval_seconds: float = 5.0, background: bool = True,
+        observe: Callable[[int, str | None, BaseException | None], None] | None = None,
+    ) -> None:
+        """observe(status, code, error): told of every refusal as it is counted (core.metrics)."""
+        self._observe = observe
         self._table: TableClient = tables.table(TABLE)
         self._instance = secrets.token_hex(4)
         self._interval = interval_seconds
@@ -68,7 +74,12 @@ class RefusalCounter:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    def record(self, at: datetime, *, owner: str | None, key: str, status: int, code: str | None) -> None:
+    def record(
+        self, at: datetime, *, owner: str | None, key: str, status: int, code: str | None,
+        error: BaseException | None = None,
+    ) -> None:
+        if self._observe is not None:
+            self._observe(status, code, error)
         hour = hour_key(floor_hour(at))
         counts = self._counts.setdefault(hour, Counter())
         group = (owner or UNRESOLVED, key, status, code or "-")

@@ -12,7 +12,7 @@ import requests
 
 from admin.cli.api import AdminApi
 from admin.cli.auth import SignIn
-from admin.cli.commands import deployments, keys, models, reports, session, teams
+from admin.cli.commands import credits, deployments, keys, models, reports, session, teams
 from admin.cli.config import DEFAULT_AUTHORITY, DEFAULT_URL, ENV_NAMES, PROFILE_ENV, TOKEN_CACHE_ENV, resolve
 from admin.cli.context import Context
 from admin.cli.errors import CliError, Unavailable
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _global_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (session, teams, keys, deployments, reports, models):
+    for module in (session, teams, keys, deployments, reports, models, credits):
         module.register(sub, common)
     return parser
 

@@ -3,6 +3,7 @@
 
 import { ApiError, download, getJson, takeTokenFromFragment, token } from './api.js';
 import { connectCustomers, loadCustomers, renderRefused } from './customers.js';
+import { connectCredits } from './credits.js';
 import { connectModels } from './models.js';
 import { cell, fillRows, resourceCell } from './tables.js';
 import { formatNumber, renderStackedBars } from './chart.js';
@@ -214,6 +215,7 @@ function wire() {
   connectCustomers({ fail, clearError: () => showError(''), formatHour: shortHour });
   const days = () => Math.ceil((RANGES[state.range].count * RANGES[state.range].step) / DAY);
   connectModels({ fail, clearError: () => showError(''), days });
+  connectCredits({ fail, clearError: () => showError('') });
   for (const button of document.querySelectorAll('[data-range]')) {
     button.addEventListener('click', () => {
       selectRange(button.dataset.range);

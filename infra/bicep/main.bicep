@@ -91,6 +91,18 @@ param useQueues bool = false
 @description('Resource ID of an Azure OpenAI account the identity may call (Cognitive Services OpenAI User); empty for none.')
 param openAiAccountId string = ''
 
+@description('Resource ID of an action group the metric alerts notify (metering errors, journal backlog, 5xx rate); empty: none.')
+param alertActionGroupId string = ''
+
+@description('Bytes waiting in an instance\'s usage journal before the backlog alert fires.')
+@minValue(1)
+param journalBacklogAlertBytes int = 1048576
+
+@description('Percent of proxied calls answered 5xx over 15 minutes before the 5xx alert fires.')
+@minValue(1)
+@maxValue(100)
+param serverErrorAlertPercent int = 5
+
 @description('Overrides of the tunable LIUTONG_* settings below, e.g. { LIUTONG_KEY_ROTATION_DAYS: \'14\' }.')
 param settingOverrides object = {}
 
@@ -108,6 +120,7 @@ var names = {
   appInsights: '${abbrs.appInsights}${environmentName}-${resourceToken}'
   storage: '${abbrs.storageAccount}${resourceToken}'
   keyVault: '${abbrs.keyVault}${resourceToken}'
+  byokVault: '${abbrs.keyVault}byok-${resourceToken}'
   plan: '${abbrs.functionPlan}${environmentName}-${resourceToken}'
   functionApp: '${abbrs.functionApp}${environmentName}-${resourceToken}'
   deploymentContainer: 'app-package-${resourceToken}'
@@ -144,6 +157,19 @@ module monitoring 'modules/monitoring.bicep' = {
   }
 }
 
+// The workbook and alerts over the service's own metrics (LIUTONG_METRICS_EXPORTER=azure_monitor).
+module observability 'modules/observability.bicep' = {
+  name: 'liutong-observability'
+  params: {
+    appInsightsName: monitoring.outputs.appInsightsName
+    location: location
+    tags: allTags
+    actionGroupId: alertActionGroupId
+    journalBacklogAlertBytes: journalBacklogAlertBytes
+    serverErrorAlertPercent: serverErrorAlertPercent
+  }
+}
+
 module storage 'modules/storage.bicep' = {
   name: 'liutong-storage'
   params: {
@@ -174,6 +200,18 @@ module keyVault 'modules/keyVault.bicep' = {
   }
 }
 
+module byokVault 'modules/byokVault.bicep' = {
+  name: 'liutong-byok-vault'
+  params: {
+    name: names.byokVault
+    location: location
+    tags: union(allTags, {
+      'liutong-component': 'byok-vault'
+    })
+    principalId: identity.outputs.principalId
+  }
+}
+
 module roles 'modules/roleAssignments.bicep' = {
   name: 'liutong-roles'
   params: {
@@ -192,6 +230,7 @@ var tunableSettings = {
   LIUTONG_ADMIN_ROLE: 'Liutong.Admin'
   LIUTONG_ADMIN_ROTATION_GRACE_HOURS: '24'
   LIUTONG_KEY_ROTATION_DAYS: '30'
+  LIUTONG_BYOK_VAULT_CA_BUNDLE: ''
   LIUTONG_KEY_ROTATION_GRACE_HOURS: '24'
   LIUTONG_ENTRA_AUTHORITY: 'https://login.microsoftonline.com'
   LIUTONG_ENTRA_V1_ISSUER_HOST: 'https://sts.windows.net'
@@ -213,6 +252,7 @@ var tunableSettings = {
   LIUTONG_UPSTREAM_READ_TIMEOUT_SECONDS: '300'
   LIUTONG_STREAM_DRAIN_MAX_SECONDS: '60'
   LIUTONG_QUOTA_SYNC_INTERVAL_SECONDS: '5'
+  LIUTONG_CREDIT_EXPIRY_DAYS: '365'
   LIUTONG_RATE_SHARED_BUDGET: 'true'
   LIUTONG_RATE_LEASE_FRACTION: '0.01'
   LIUTONG_RATE_OUTAGE_SHARE: '1'
@@ -224,6 +264,10 @@ var tunableSettings = {
   LIUTONG_USAGE_AGGREGATE_RETENTION_DAYS: '400'
   LIUTONG_METERING_ENDPOINT: 'https://marketplaceapi.microsoft.com'
   LIUTONG_METERING_CREDENTIAL: 'managed_identity'
+  LIUTONG_METRICS_EXPORTER: 'azure_monitor'
+  LIUTONG_METRICS_PROMETHEUS_PORT: '0'
+  LIUTONG_METRICS_EXPORT_INTERVAL_SECONDS: '60'
+  LIUTONG_METRICS_PER_DEPLOYMENT: 'false'
   LIUTONG_MAX_BODY_BYTES: '65536'
   LIUTONG_HTTP_TIMEOUT_SECONDS: '10'
   LIUTONG_LOG_LEVEL: 'INFO'
@@ -242,6 +286,8 @@ var wiredSettings = {
   LIUTONG_KEY_VAULT_URL: keyVault.outputs.uri
   LIUTONG_MASTER_SECRET_NAME: masterSecretName
   LIUTONG_MASTER_SECRET: ''
+  // Customers' own provider keys (BYOK) in their own vault, where the service may write.
+  LIUTONG_BYOK_VAULT_URL: byokVault.outputs.uri
   LIUTONG_API_APP_ID_URI: apiAppIdUri
   LIUTONG_API_CLIENT_ID: apiClientId
   LIUTONG_ADMIN_TENANT_ID: adminTenantId
@@ -282,8 +328,10 @@ output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output MANAGED_IDENTITY_TENANT_ID string = identity.outputs.tenantId
 output KEY_VAULT_NAME string = keyVault.outputs.name
 output KEY_VAULT_URI string = keyVault.outputs.uri
+output BYOK_VAULT_NAME string = byokVault.outputs.name
 output WEBHOOK_SECRET_NAME string = webhookSecretName
 output MASTER_SECRET_NAME string = masterSecretName
 output STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output APPLICATION_INSIGHTS_NAME string = monitoring.outputs.appInsightsName
 output LOG_ANALYTICS_WORKSPACE_NAME string = monitoring.outputs.logAnalyticsName
+output WORKBOOK_ID string = observability.outputs.workbookId

@@ -28,6 +28,7 @@ TYPES = {
     "/api/admin/ui/chart.js": "text/javascript; charset=utf-8",
     "/api/admin/ui/customers.js": "text/javascript; charset=utf-8",
     "/api/admin/ui/models.js": "text/javascript; charset=utf-8",
+    "/api/admin/ui/credits.js": "text/javascript; charset=utf-8",
     "/api/admin/ui/tables.js": "text/javascript; charset=utf-8",
     "/api/admin/ui/app.css": "text/css; charset=utf-8",
 }

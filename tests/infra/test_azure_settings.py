@@ -17,6 +17,7 @@ RESOLVED = {
     "LIUTONG_WEBHOOK_SECRET": "0123456789abcdef0123456789abcdef",  # what the Key Vault reference resolves to
     "LIUTONG_KEY_VAULT_URL": "https://kv-abc123.vault.azure.net/",
     "LIUTONG_MASTER_SECRET_NAME": "liutong-key-master",
+    "LIUTONG_BYOK_VAULT_URL": "https://kv-byok-abc123.vault.azure.net/",
     "LIUTONG_API_APP_ID_URI": "api://liutong",
     "LIUTONG_API_CLIENT_ID": "6c1f0a0e-5d7b-4f4e-9d55-4c8c0f1a7e21",
 }

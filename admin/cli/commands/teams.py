@@ -1,4 +1,4 @@
-"""`teams list|show|create|update|suspend|resume|limits`."""
+"""`teams list|show|create|update|suspend|resume|limits|byok`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from admin.cli.api import segment
 from admin.cli.commands import Subparsers, add_paging, group, leaf, list_pages
+from admin.cli.commands.byok import add_byok_command
 from admin.cli.commands.limits import add_limits_command
 from admin.cli.context import Context
 from admin.cli.errors import UsageError
@@ -68,3 +69,4 @@ def register(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     leaf(teams, "suspend", "suspend a team: its keys stop working", common, _status("suspend")).add_argument("team")
     leaf(teams, "resume", "resume a suspended team", common, _status("resume")).add_argument("team")
     add_limits_command(teams, common, "team", team_path)
+    add_byok_command(teams, common, team_path)
