@@ -17,8 +17,8 @@ from bench.load import run_wrk
 
 def profile_liutong(wrk: str, target: Target, args: argparse.Namespace, out_dir: Path) -> None:
     """py-spy on the Liutong process while wrk loads it, non-streaming then streaming; prints the hottest functions."""
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(py_spy).exists():
+    py_spy = py_spy_path()
+    if py_spy is None:
         say("--profile: py-spy is missing (`.venv/bin/pip install py-spy`); skipped")
         return
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -32,24 +32,44 @@ def _profile_mode(
     mode = "streaming" if stream else "non-streaming"
     raw = out_dir / f"liutong-py-spy-{mode}.txt"
     seconds = max(5, round(args.duration))
-    spy = subprocess.Popen(
-        [py_spy, "record", "--pid", str(target.pid), "--duration", str(seconds + 2), "--rate", "250",
-         "--format", "raw", "--output", str(raw)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    spy = start_recording(py_spy, target.pid or 0, seconds + 2, raw)
     try:
         time.sleep(1)
         result = run_wrk(wrk, target, stream=stream, seconds=seconds, args=args)
-        _, err = spy.communicate(timeout=60)
+    finally:
+        recorded = finish_recording(spy, raw)
+    if recorded:
+        print(f"\nprofile of Liutong under {mode} load (py-spy, {result.rps:.0f} req/s while sampled): {raw}")
+        print_profile(raw, args.profile_top)
+
+
+def py_spy_path() -> str | None:
+    found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return found if Path(found).exists() else None
+
+
+def start_recording(py_spy: str, pid: int, seconds: int, raw: Path) -> subprocess.Popen[str]:
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [py_spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250",
+         "--format", "raw", "--output", str(raw)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def finish_recording(spy: subprocess.Popen[str], raw: Path) -> bool:
+    """Waits for py-spy; False (and says why) when it left no profile."""
+    try:
+        _, err = spy.communicate(timeout=120)
     finally:
         if spy.poll() is None:
             spy.terminate()
             spy.wait(timeout=10)
+            err = "stopped"
     if spy.returncode != 0 or not raw.exists():
         say(f"--profile: py-spy failed ({spy.returncode}): {(err or '')[-400:]}")
-        return
-    print(f"\nprofile of Liutong under {mode} load (py-spy, {result.rps:.0f} req/s while sampled): {raw}")
-    print_profile(raw, args.profile_top)
+        return False
+    return True
 
 
 # Leaf frames that mean "waiting", not working: idle thread-pool workers and the event loop's select.
@@ -57,7 +77,8 @@ _IDLE_LEAVES = ("_worker (concurrent/futures/thread.py:81)", "EpollSelector.sele
 # Where the busy samples go, by a frame somewhere on the stack (first match wins, most specific first).
 _AREAS = (
     ("upstream call (aiohttp client, proxy/forwarding)", ("UpstreamClient.", "read_all (proxy/forwarding")),
-    ("stream relay + SSE usage tap (proxy/streaming, proxy/sse)", ("StreamRelay.", "SseUsageTap.")),
+    ("stream relay + SSE usage tap (proxy/streaming, proxy/sse; the floor's _chunks)",
+     ("StreamRelay.", "SseUsageTap.", "_chunks (bench/passthrough")),
     ("usage writer (metering/usage_*)", ("UsageWriter.", "UsageStore.")),
     ("limiter (rate + quota)", ("PlanLimiter.",)),
     ("principal resolution", ("PrincipalResolver.",)),

@@ -7,7 +7,7 @@ runs alone on one core; the mock, the client, Azurite and this script on the oth
 target's p50/p99, RSS per stream, CPU per stream-second; then the largest N each holds and Liutong's ratio to
 the floor's (target ≥ 0.8).
 
-    python -m bench.streams [--steps 100,250,500,1000,2000] [--duration 30]
+    python -m bench.streams [--steps 100,250,500,750,1000,1500,2000] [--duration 30] [--ramp 10] [--profile]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from bench.liutong import start_liutong
 from bench.load import group_cpu_seconds
 from bench.pinning import pin_group, pin_process, rss_mb, split_cores, where
 from bench.processes import Processes, signals_as_interrupts, wait_port_or_exit
+from bench.pyspy import finish_recording, print_profile, py_spy_path, start_recording
 from localdev.azurite import free_port
 from localdev.stack import LocalStack, Ports
 
@@ -77,14 +78,35 @@ def run_step(
     idle = idle_rss.get(target.name, 0.0)
     timer = threading.Timer(args.ramp + args.duration / 2, lambda: rss.append(rss_mb(target.pid or 0) - idle))
     timer.start()
+    spy = _profile(target, streams, args)
     out, _ = client.communicate()
     timer.cancel()
+    if spy is not None:
+        _print_profile(target, spy, args)
     seconds = time.monotonic() - started
     result = json.loads(out.strip().splitlines()[-1])
     cpu = group_cpu_seconds(target.pid) - cpu_before if cpu_before is not None and target.pid else None
     return Step(target.name, streams, result["ttft_p50_ms"], result["ttft_p99_ms"], result["late_p50_ms"],
                 result["late_p99_ms"], result["errors"], cpu, rss[0] if rss and cpu is not None else None,
                 result["client_cpu_s"], seconds)
+
+
+def _profile(target: Target, streams: int, args: argparse.Namespace) -> tuple[subprocess.Popen[str], Path] | None:
+    """--profile: py-spy on a proxy through the middle of its first step, once every stream is open."""
+    py_spy = py_spy_path()
+    if not args.profile or streams != args.steps[0] or target.name == DIRECT or py_spy is None or not target.pid:
+        return None
+    raw = Path(tempfile.gettempdir()) / f"liutong-streams-py-spy-{target.name.split()[0]}.txt"
+    time.sleep(args.ramp + 1)
+    return start_recording(py_spy, target.pid, max(2, round(args.duration - 4)), raw), raw
+
+
+def _print_profile(target: Target, spy: tuple[subprocess.Popen[str], Path], args: argparse.Namespace) -> None:
+    process, raw = spy
+    if finish_recording(process, raw):
+        print(f"\n  profile of {target.name} while {args.steps[0]} streams flowed (py-spy): {raw}")
+        print_profile(raw, args.profile_top)
+        print()
 
 
 def holds(step: Step, direct: Step) -> bool:
@@ -104,31 +126,46 @@ def print_step(step: Step, direct: Step, args: argparse.Namespace) -> None:
           f"{step.client_cpu_s / step.seconds:6.0%} {verdict}", flush=True)
 
 
-def measure(targets: list[Target], args: argparse.Namespace, load_cores: set[int]) -> dict[str, int]:
+def warm_up(target: Target, load_cores: set[int]) -> None:
+    """A few short streams first, so the first step does not time a cold process (first connections, imports)."""
+    command = [sys.executable, "-m", "bench.stream_client", "--url", target.base_url + CHAT, "--streams", "50",
+               "--chunks", "5", "--ramp", "1"] + (["--key", target.key] if target.key else [])
+    client = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    pin_process(client.pid, load_cores)
+    client.wait()
+
+
+def measure(targets: list[Target], args: argparse.Namespace, load_cores: set[int]) -> dict[tuple[str, int], Step]:
+    """Every step run, by (target, N); a target stops stepping at the first N it does not hold."""
+    for target in targets:
+        warm_up(target, load_cores)
     idle_rss = {t.name: rss_mb(t.pid or 0) for t in targets[1:]}
     print("idle RSS: " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in idle_rss.items()))
     print(f"\n  {'target':22} {'N':>6} {'TTFT p50':>8} {'TTFT p99':>8} {'late p50':>8} {'late p99':>8} "
           f"{'+TTFT p99':>9} {'+late p99':>9} {'errors':>6} {'CPU ms/stream-s':>7} {'KB/stream':>8} "
           f"{'client':>6}  (ms; + = added over direct at the same N)")
-    largest = {t.name: 0 for t in targets[1:]}
+    steps: dict[tuple[str, int], Step] = {}
     failed: set[str] = set()
     for streams in args.steps:
         say(f"{streams} streams: direct")
-        direct = run_step(targets[0], streams, args, load_cores, idle_rss)
+        direct = steps[(DIRECT, streams)] = run_step(targets[0], streams, args, load_cores, idle_rss)
         print_step(direct, direct, args)
         for target in targets[1:]:
             if target.name in failed:
                 continue
             say(f"{streams} streams: {target.name}")
-            step = run_step(target, streams, args, load_cores, idle_rss)
+            step = steps[(target.name, streams)] = run_step(target, streams, args, load_cores, idle_rss)
             print_step(step, direct, args)
-            if holds(step, direct):
-                largest[target.name] = streams
-            else:
+            if not holds(step, direct):
                 failed.add(target.name)
-        if len(failed) == len(largest):
+        if len(failed) == len(targets) - 1:
             break
-    return largest
+    return steps
+
+
+def largest_held(steps: dict[tuple[str, int], Step], name: str) -> int:
+    held = [n for (target, n), step in steps.items() if target == name and holds(step, steps[(DIRECT, n)])]
+    return max(held, default=0)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -139,7 +176,7 @@ def run(args: argparse.Namespace) -> None:
         try:
             mock = start_stream_mock(processes, args.interval, args.duration)
             targets = [mock, start_floor(processes, mock.base_url), start_liutong(processes, stack, mock.base_url,
-                                                                                   Path(tmp))]
+                                                                                   Path(tmp), args.liutong_pythonpath)]
             storage = targets[2].storage_pid
             for target in targets:
                 pin_group(target.pid or 0, proxy_cores if target.name in (FLOOR, LIUTONG) else load_cores)
@@ -151,31 +188,53 @@ def run(args: argparse.Namespace) -> None:
                 print(f"  {target.name:22} pid {target.pid}: {where(target.pid or 0)}")
             if storage is not None:
                 print(f"  {'Azurite':22} pid {storage}: {where(storage)}")
-            largest = measure(targets, args, load_cores)
+            steps = measure(targets, args, load_cores)
             for target in targets[1:]:
                 print(f"  after the run, {target.name}: {where(target.pid or 0)}")
-            report(largest, args)
+            report(steps, args)
         finally:
             processes.stop_all()
             stack.stop()
 
 
-def report(largest: dict[str, int], args: argparse.Namespace) -> None:
-    floor, liutong = largest.get(FLOOR, 0), largest.get(LIUTONG, 0)
+def report(steps: dict[tuple[str, int], Step], args: argparse.Namespace) -> None:
+    floor, liutong = largest_held(steps, FLOOR), largest_held(steps, LIUTONG)
     print(f"\nlargest N that holds (added TTFT p99 ≤ {ADDED_TTFT_P99_MS:g} ms, added lateness p99 ≤ "
           f"{ADDED_LATENESS_P99_MS:g} ms, no errors) of the steps {args.steps}:")
     print(f"  floor {floor}, Liutong {liutong}: Liutong "
           f"{f'{liutong / floor:.2f}x' if floor else 'n/a'} the floor's (target ≥ 0.8x)")
-    if args.steps and max(largest.values(), default=0) == args.steps[-1]:
+    if args.steps and max(floor, liutong) == args.steps[-1]:
         print("  (the last step held: add larger steps to find the limit)")
+    ours, theirs = steps.get((LIUTONG, liutong)), steps.get((FLOOR, liutong))
+    if ours is None or theirs is None or ours.cpu_s is None or theirs.cpu_s is None:
+        return
+    share = ours.cpu_s / (ours.cpu_s + theirs.cpu_s)
+    suggested = flex_concurrency(liutong, share)
+    print(f"  at N={liutong}: CPU per stream-second Liutong {ours.cpu_s * 1000 / (liutong * args.duration):.3f} ms, "
+          f"floor {theirs.cpu_s * 1000 / (liutong * args.duration):.3f} ms ({ours.cpu_s / theirs.cpu_s:.2f}x)")
+    print(f"  httpPerInstanceConcurrency for one vCPU: {liutong} x {share:.2f} (Liutong's share when the Functions "
+          f"host relays each stream at the floor's cost) x {HEADROOM:g} (headroom) = {suggested}")
+
+
+# A Flex instance's vCPU also runs the Functions host, which relays every request and stream to the worker: its
+# cost is not measurable here (no Core Tools), so it is taken to be the floor's, a pass-through proxy's.
+HEADROOM = 0.8
+
+
+def flex_concurrency(held: int, liutong_share: float) -> int:
+    """Streams one vCPU takes with the host's relay and headroom, rounded down to a multiple of 25."""
+    return max(25, int(held * liutong_share * HEADROOM) // 25 * 25)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", default="100,250,500,1000,2000")
+    parser.add_argument("--steps", default="100,250,500,750,1000,1500,2000")
     parser.add_argument("--duration", type=float, default=30, help="seconds each stream lasts")
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between chunks")
-    parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which a step opens its streams")
+    parser.add_argument("--ramp", type=float, default=10.0, help="seconds over which a step opens its streams")
+    parser.add_argument("--profile", action="store_true", help="py-spy on each proxy during the first step")
+    parser.add_argument("--liutong-pythonpath", help="import Liutong from here first (an A/B against another checkout)")
+    parser.add_argument("--profile-top", type=int, default=12)
     args = parser.parse_args(argv)
     args.steps = [int(s) for s in args.steps.split(",") if s.strip()]
     return args
