@@ -18,8 +18,9 @@ from proxy.upstream_errors import from_status, unreachable
 
 USER_AGENT = "Liutong-Proxy/1"
 MAX_ERROR_BODY_BYTES = 64 * 1024
-# Above the concurrency one worker handles; a full pool would queue calls inside aiohttp.
-DEFAULT_MAX_CONNECTIONS = 512
+# Above the concurrency one worker is given (Flex allows up to 1,000 HTTP calls per instance): a full pool
+# would queue calls inside aiohttp, unseen, while the host believes they are being served.
+DEFAULT_MAX_CONNECTIONS = 4096
 KEEPALIVE_SECONDS = 30.0
 FAILURES = (aiohttp.ClientError, OSError, TimeoutError)
 # A pooled connection the upstream closed while idle fails as a disconnect once we write to it (the close

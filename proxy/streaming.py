@@ -75,9 +75,19 @@ class StreamRelay:
         self._first_chunk_at: float | None = None  # time.monotonic(), for the time-to-first-token metric
 
     async def body(self) -> AsyncIterator[bytes]:
+        # One generator for the relay and its end (not one wrapping another): every chunk passes through it.
         try:
-            async for out in self._relay():
-                yield out
+            content, tap = self._response.content, self._tap
+            try:
+                while data := await content.readany():
+                    if out := tap.feed(data):
+                        if self._first_chunk_at is None:
+                            self._first_chunk_at = time.monotonic()
+                        yield out
+            except FAILURES as error:
+                self._upstream_failed = _broken(error)
+            if (failure := self._upstream_ended()) is not None:
+                yield stream_error_event(failure)
             end = self._claim_end()
             if end is not None:
                 # Shielded: a disconnect now must not cancel the record of a call that completed.
@@ -86,21 +96,12 @@ class StreamRelay:
             # Abandoned (cancelled, or closed by a host that stopped iterating): account in the background.
             self._claim_end()
 
-    async def _relay(self) -> AsyncIterator[bytes]:
-        content = self._response.content
-        try:
-            while data := await content.readany():
-                if out := self._tap.feed(data):
-                    if self._first_chunk_at is None:
-                        self._first_chunk_at = time.monotonic()
-                    yield out
-        except FAILURES as error:
-            self._upstream_failed = _broken(error)
+    def _upstream_ended(self) -> LiutongError | None:
+        """The upstream's side is over: how it failed, if it did (no end of stream and no usage is a failure)."""
         self._upstream_over = True
         if self._upstream_failed is None and not (self._tap.saw_done or self._tap.usage is not None):
             self._upstream_failed = _broken(None)
-        if self._upstream_failed is not None:
-            yield stream_error_event(self._upstream_failed)
+        return self._upstream_failed
 
     def caller_done(self) -> None:
         """The response is over for the caller, whatever the reason; finish the accounting if still open."""
