@@ -65,15 +65,10 @@ def start_stream_mock(processes: Processes, interval: float, duration: float) ->
 def run_step(
     target: Target, streams: int, args: argparse.Namespace, load_cores: set[int], idle_rss: dict[str, float]
 ) -> Step:
-    chunks = round(args.duration / args.interval)
-    command = [sys.executable, "-m", "bench.stream_client", "--url", target.base_url + CHAT, "--streams",
-               str(streams), "--interval", str(args.interval), "--chunks", str(chunks), "--ramp", str(args.ramp)]
-    if target.key:
-        command += ["--key", target.key]
     cpu_before = group_cpu_seconds(target.pid) if target.pid and target.name != DIRECT else None
     started = time.monotonic()
-    client = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    pin_process(client.pid, load_cores)
+    client = start_client(target, load_cores, streams=streams, chunks=round(args.duration / args.interval),
+                          interval=args.interval, ramp=args.ramp)
     rss: list[float] = []
     idle = idle_rss.get(target.name, 0.0)
     timer = threading.Timer(args.ramp + args.duration / 2, lambda: rss.append(rss_mb(target.pid or 0) - idle))
@@ -91,10 +86,29 @@ def run_step(
                 result["client_cpu_s"], seconds)
 
 
+def start_client(
+    target: Target, load_cores: set[int], *, streams: int, chunks: int, interval: float, ramp: float
+) -> subprocess.Popen[str]:
+    """bench.stream_client against the target, pinned to the load cores; its last line of output is the JSON."""
+    command = [sys.executable, "-m", "bench.stream_client", "--url", target.base_url + CHAT, "--streams",
+               str(streams), "--interval", str(interval), "--chunks", str(chunks), "--ramp", str(ramp)]
+    if target.key:
+        command += ["--key", target.key]
+    client = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    pin_process(client.pid, load_cores)
+    return client
+
+
+def cpu_ms_per_stream_second(step: Step, args: argparse.Namespace) -> float | None:
+    return step.cpu_s * 1000 / (step.streams * args.duration) if step.cpu_s is not None else None
+
+
 def _profile(target: Target, streams: int, args: argparse.Namespace) -> tuple[subprocess.Popen[str], Path] | None:
     """--profile: py-spy on a proxy through the middle of its first step, once every stream is open."""
+    if not args.profile or streams != args.steps[0] or target.name == DIRECT or not target.pid:
+        return None
     py_spy = py_spy_path()
-    if not args.profile or streams != args.steps[0] or target.name == DIRECT or py_spy is None or not target.pid:
+    if py_spy is None:
         return None
     raw = Path(tempfile.gettempdir()) / f"liutong-streams-py-spy-{target.name.split()[0]}.txt"
     time.sleep(args.ramp + 1)
@@ -115,8 +129,8 @@ def holds(step: Step, direct: Step) -> bool:
 
 
 def print_step(step: Step, direct: Step, args: argparse.Namespace) -> None:
-    per_stream_second = (f"{step.cpu_s * 1000 / (step.streams * args.duration):7.3f}"
-                         if step.cpu_s is not None else f"{'':7}")
+    cpu = cpu_ms_per_stream_second(step, args)
+    per_stream_second = f"{cpu:7.3f}" if cpu is not None else f"{'':7}"
     rss = f"{step.rss_mb * 1024 / step.streams:8.1f}" if step.rss_mb is not None else f"{'':8}"
     added = (f"{step.ttft_p99_ms - direct.ttft_p99_ms:+9.1f} {step.late_p99_ms - direct.late_p99_ms:+9.1f}"
              if step is not direct else f"{'':9} {'':9}")
@@ -128,11 +142,7 @@ def print_step(step: Step, direct: Step, args: argparse.Namespace) -> None:
 
 def warm_up(target: Target, load_cores: set[int]) -> None:
     """A few short streams first, so the first step does not time a cold process (first connections, imports)."""
-    command = [sys.executable, "-m", "bench.stream_client", "--url", target.base_url + CHAT, "--streams", "50",
-               "--chunks", "5", "--ramp", "1"] + (["--key", target.key] if target.key else [])
-    client = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    pin_process(client.pid, load_cores)
-    client.wait()
+    start_client(target, load_cores, streams=50, chunks=5, interval=0.05, ramp=1).communicate()
 
 
 def measure(targets: list[Target], args: argparse.Namespace, load_cores: set[int]) -> dict[tuple[str, int], Step]:
@@ -206,18 +216,20 @@ def report(steps: dict[tuple[str, int], Step], args: argparse.Namespace) -> None
     if args.steps and max(floor, liutong) == args.steps[-1]:
         print("  (the last step held: add larger steps to find the limit)")
     ours, theirs = steps.get((LIUTONG, liutong)), steps.get((FLOOR, liutong))
-    if ours is None or theirs is None or ours.cpu_s is None or theirs.cpu_s is None:
+    ours_ms = cpu_ms_per_stream_second(ours, args) if ours is not None else None
+    theirs_ms = cpu_ms_per_stream_second(theirs, args) if theirs is not None else None
+    if ours_ms is None or theirs_ms is None:
         return
-    share = ours.cpu_s / (ours.cpu_s + theirs.cpu_s)
+    share = ours_ms / (ours_ms + theirs_ms)
     suggested = flex_concurrency(liutong, share)
-    print(f"  at N={liutong}: CPU per stream-second Liutong {ours.cpu_s * 1000 / (liutong * args.duration):.3f} ms, "
-          f"floor {theirs.cpu_s * 1000 / (liutong * args.duration):.3f} ms ({ours.cpu_s / theirs.cpu_s:.2f}x)")
+    print(f"  at N={liutong}: CPU per stream-second Liutong {ours_ms:.3f} ms, floor {theirs_ms:.3f} ms "
+          f"({ours_ms / theirs_ms:.2f}x)")
     print(f"  httpPerInstanceConcurrency for one vCPU: {liutong} x {share:.2f} (Liutong's share when the Functions "
           f"host relays each stream at the floor's cost) x {HEADROOM:g} (headroom) = {suggested}")
 
 
-# A Flex instance's vCPU also runs the Functions host, which relays every request and stream to the worker: its
-# cost is not measurable here (no Core Tools), so it is taken to be the floor's, a pass-through proxy's.
+# Of the vCPU left to Liutong: a Flex instance's vCPU also runs the Functions host, which relays every request and
+# stream to the worker; that cost is not measurable here (no Core Tools), so report() takes it to be the floor's.
 HEADROOM = 0.8
 
 

@@ -1,5 +1,7 @@
 import argparse
 
+import pytest
+
 from bench.common import DIRECT, FLOOR, LIUTONG
 from bench.streams import Step, flex_concurrency, holds, largest_held, parse_args, report
 
@@ -31,13 +33,13 @@ def test_the_flex_default_takes_liutongs_share_of_the_core_and_headroom_in_multi
     assert flex_concurrency(10, 0.5) == 25  # never below one step of 25
 
 
-def test_the_report_prints_the_ratio_and_the_suggested_default(capsys: object) -> None:
+def test_the_report_prints_the_ratio_and_the_suggested_default(capsys: pytest.CaptureFixture[str]) -> None:
     args = argparse.Namespace(steps=[100, 250], duration=30.0)
     steps = {(DIRECT, n): step(DIRECT, n) for n in (100, 250)}
     steps |= {(FLOOR, 100): step(FLOOR, 100), (FLOOR, 250): step(FLOOR, 250, cpu_s=6.0),
               (LIUTONG, 100): step(LIUTONG, 100), (LIUTONG, 250): step(LIUTONG, 250, cpu_s=6.0)}
     report(steps, args)
-    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    out = capsys.readouterr().out
     assert "floor 250, Liutong 250: Liutong 1.00x" in out
     assert "0.800 ms, floor 0.800 ms (1.00x)" in out
     assert "= 100" in out  # 250 x 0.5 x 0.8
