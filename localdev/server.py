@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -11,13 +12,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 import services
 from core.errors import LiutongError, MethodNotAllowed, NotFound
-from core.http import error_response
+from core.http import Handler, error_response
 from core.metrics_export import PROMETHEUS_CONTENT_TYPE
 from core.settings import Settings
-from routes import ROUTES
+from routes import ROUTES, RouteSpec
+
+logger = logging.getLogger("liutong.http")
 
 # No access log: it would record client IPs and the webhook URL with its secret. No X-Forwarded-For
 # processing: nothing here uses the caller's address (privacy), and it is one middleware less per request.
@@ -28,7 +32,41 @@ UVICORN_OPTIONS: dict[str, Any] = {
 }
 
 
-def build_app(settings: Settings) -> Starlette:
+class LocalApp(Starlette):
+    """Starlette, with a direct way to the route table's fixed paths for their own methods.
+
+    Such a request goes straight to its handler, which maps every error itself (core.http.endpoint). The
+    Starlette layers it skips (two exception middlewares that also wrap every send of a stream, a regex match
+    per route) cost about 8 µs of CPU per call, measured in-process, and more per streamed chunk.
+    Everything else (lifespan, paths with parameters, HEAD, 404, 405, /metrics) takes Starlette's way.
+    """
+
+    def __init__(self, *, fixed: Iterable[RouteSpec], **options: Any) -> None:
+        super().__init__(**options)
+        self._fixed: dict[tuple[str, str], Handler] = {
+            (method, spec.path): spec.handler for spec in fixed if "{" not in spec.path for method in spec.methods
+        }
+
+    def direct_handler(self, method: str, path: str) -> Handler | None:
+        return self._fixed.get((method, path))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self._fixed.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
+        if handler is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        request = Request(scope, receive)
+        try:
+            response = await handler(request)
+        except Exception as error:  # what Starlette's ServerErrorMiddleware would catch, as an OpenAI-style body
+            logger.error("%s %s -> 500 unhandled %s", request.method, request.url.path, type(error).__name__,
+                         exc_info=error)
+            response = error_response(LiutongError("The server had an error processing the request."))
+        await response(scope, receive, send)
+
+
+def build_app(settings: Settings) -> LocalApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         built = await services.Services.create(settings)
@@ -42,10 +80,11 @@ def build_app(settings: Settings) -> Starlette:
     routes = [Route(spec.path, spec.handler, methods=list(spec.methods)) for spec in ROUTES]
     # Here only, never in routes.py: the Functions app has no /metrics (it exports to Azure Monitor).
     routes.append(Route("/metrics", prometheus_metrics, methods=["GET"]))
-    return Starlette(
+    return LocalApp(
+        fixed=ROUTES,
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
+        exception_handlers={HTTPException: _http_error},
     )
 
 
