@@ -14,9 +14,10 @@ carries the header under its ETag, the aggregates always count exactly the raw r
 
 The $batch body is built here rather than by `TableClient.submit_transaction`: measured on Azurite,
 the SDK spends ~1 ms of Python CPU per entity in azure-core's email-based multipart encoding and
-parsing (100-entity transaction: 103 ms CPU), which would dominate the proxy's event loop. This
-encoder costs ~65 µs per entity at 100 per transaction and still sends through the table client's
-own pipeline (authentication, retries, transport); `use_sdk=True` switches back to submit_transaction.
+parsing (100-entity transaction: 103 ms CPU), which would dominate the proxy's event loop. Here a
+98-record transaction costs 0.9-1.9 ms of CPU (2026-12-06), encoding and sending included, and still
+sends through the table client's own pipeline (authentication, retries, transport); `use_sdk=True`
+switches back to submit_transaction.
 """
 
 from __future__ import annotations
