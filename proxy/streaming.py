@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from core.errors import LiutongError, UpstreamTimeout, UpstreamUnavailable
 from core.metrics import first_chunk_at
 from proxy.forwarding import FAILURES
+from proxy.read_watchdog import take_over_read_timeout
 from proxy.upstream_errors import stream_error_event
 
 Outcome = Literal["complete", "caller_gone", "upstream_broken"]
@@ -73,13 +74,16 @@ class StreamRelay:
         self._upstream_over = False
         self._ended = False
         self._first_chunk_at: float | None = None  # time.monotonic(), for the time-to-first-token metric
+        self._watchdog = take_over_read_timeout(response)
 
     async def body(self) -> AsyncIterator[bytes]:
         # One generator for the relay and its end (not one wrapping another): every chunk passes through it.
         try:
-            content, tap = self._response.content, self._tap
+            content, tap, watchdog = self._response.content, self._tap, self._watchdog
             try:
                 while data := await content.readany():
+                    if watchdog is not None:
+                        watchdog.touch()
                     if out := tap.feed(data):
                         if self._first_chunk_at is None:
                             self._first_chunk_at = time.monotonic()
@@ -135,12 +139,16 @@ class StreamRelay:
         try:
             async with asyncio.timeout(self._drain_seconds):
                 while data := await content.readany():
+                    if self._watchdog is not None:
+                        self._watchdog.touch()
                     self._tap.feed(data)
         except FAILURES:
             return
         self._upstream_over = True
 
     def _release(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.stop()
         if self._upstream_over and self._upstream_failed is None:
             self._response.release()  # read to the end: the connection goes back to the pool
         else:
