@@ -71,6 +71,7 @@ def build_app(settings: Settings) -> LocalApp:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         built = await services.Services.create(settings)
         services.install(built)
+        services.freeze_startup_heap()
         try:
             yield
         finally:
