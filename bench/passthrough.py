@@ -3,7 +3,8 @@
 A Starlette app with one route, POST /v1/chat/completions, that forwards the body to the upstream with one
 pooled aiohttp session (the same pool settings as Liutong's UpstreamClient) and answers with the
 upstream's status and body; streamed answers are passed through chunk by chunk. No auth, no limits, no
-usage, no JSON parsing. Served under uvicorn with Liutong's local server options (localdev.server).
+usage, no JSON parsing. Served under uvicorn with Liutong's local server options (localdev.server); its
+startup heap is frozen out of full collections, as Liutong's is.
 
     python -m bench.passthrough --upstream http://127.0.0.1:7073 --port 7080
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -39,6 +41,8 @@ def build_app(upstream: str) -> Starlette:
         )
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as session:
             sessions.append(session)
+            gc.collect()
+            gc.freeze()  # as Liutong's worker does once started (services.freeze_startup_heap)
             yield
             sessions.clear()
 
