@@ -76,7 +76,7 @@ param maximumInstanceCount int = 40
 
 @minValue(1)
 @maxValue(1000)
-param httpPerInstanceConcurrency int = 325
+param httpPerInstanceConcurrency int = 300
 
 @description('Spread the app over availability zones (only where Flex Consumption supports it).')
 param zoneRedundant bool = false

@@ -24,7 +24,7 @@ param createWebhookSecret = bool(readEnvironmentVariable('LIUTONG_CREATE_WEBHOOK
 param storageSku = 'Standard_ZRS'
 param instanceMemoryMB = 2048
 param maximumInstanceCount = 40
-param httpPerInstanceConcurrency = 325
+param httpPerInstanceConcurrency = 300
 
 // An Azure OpenAI account the proxy calls with the service identity, if any:
 // param openAiAccountId = '/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.CognitiveServices/accounts/<name>'

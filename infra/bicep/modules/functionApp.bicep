@@ -40,7 +40,7 @@ param zoneRedundant bool = false
 @description('Concurrent HTTP requests one instance takes before the platform adds another (the handlers are async).')
 @minValue(1)
 @maxValue(1000)
-param httpPerInstanceConcurrency int = 325
+param httpPerInstanceConcurrency int = 300
 
 @description('The service\'s own LIUTONG_* settings (main.bicep builds them).')
 param serviceSettings object
