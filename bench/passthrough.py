@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -25,6 +24,7 @@ from starlette.routing import Route
 
 from localdev.server import UVICORN_OPTIONS
 from proxy.forwarding import DEFAULT_MAX_CONNECTIONS, KEEPALIVE_SECONDS
+from services import freeze_startup_heap
 
 CHAT = "/v1/chat/completions"
 
@@ -41,8 +41,7 @@ def build_app(upstream: str) -> Starlette:
         )
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as session:
             sessions.append(session)
-            gc.collect()
-            gc.freeze()  # as Liutong's worker does once started (services.freeze_startup_heap)
+            freeze_startup_heap()  # as Liutong's worker does once started
             yield
             sessions.clear()
 

@@ -55,14 +55,16 @@ def endpoint(handler: Handler) -> Handler:
             if error.status_code >= 500:
                 logger.warning("%s %s -> %s (%s)", req.method, req.url.path, error.status_code, error.code)
             return error_response(error)
-        except Exception as error:
-            logger.error(
-                "%s %s -> 500 unhandled %s", req.method, req.url.path, type(error).__name__,
-                exc_info=error,
-            )
-            return error_response(LiutongError("The server had an error processing the request."))
+        except Exception as error:  # noqa: BLE001 - logged with its traceback by unexpected_error_response
+            return unexpected_error_response(req, error)
 
     return wrapper
+
+
+def unexpected_error_response(req: Request, error: Exception) -> JSONResponse:
+    """A 500 that names nothing of the error to the caller; the log has its type and traceback."""
+    logger.error("%s %s -> 500 unhandled %s", req.method, req.url.path, type(error).__name__, exc_info=error)
+    return error_response(LiutongError("The server had an error processing the request."))
 
 
 async def read_body(req: Request, *, max_bytes: int) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -16,12 +15,10 @@ from starlette.types import Receive, Scope, Send
 
 import services
 from core.errors import LiutongError, MethodNotAllowed, NotFound
-from core.http import Handler, error_response
+from core.http import Handler, error_response, unexpected_error_response
 from core.metrics_export import PROMETHEUS_CONTENT_TYPE
 from core.settings import Settings
 from routes import ROUTES, RouteSpec
-
-logger = logging.getLogger("liutong.http")
 
 # No access log: it would record client IPs and the webhook URL with its secret. No X-Forwarded-For
 # processing: nothing here uses the caller's address (privacy), and it is one middleware less per request.
@@ -59,10 +56,8 @@ class LocalApp(Starlette):
         request = Request(scope, receive)
         try:
             response = await handler(request)
-        except Exception as error:  # what Starlette's ServerErrorMiddleware would catch, as an OpenAI-style body
-            logger.error("%s %s -> 500 unhandled %s", request.method, request.url.path, type(error).__name__,
-                         exc_info=error)
-            response = error_response(LiutongError("The server had an error processing the request."))
+        except Exception as error:  # noqa: BLE001 - Starlette's ServerErrorMiddleware caught these; logged by unexpected_error_response
+            response = unexpected_error_response(request, error)
         await response(scope, receive, send)
 
 

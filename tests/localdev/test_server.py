@@ -15,7 +15,7 @@ from starlette.routing import Route
 from core.http import endpoint
 from core.settings import Settings
 from localdev.server import LocalApp, build_app
-from routes import RouteSpec
+from routes import ROUTES, RouteSpec
 
 MESSAGE = "details the caller must not see"
 
@@ -91,8 +91,6 @@ async def test_the_service_keeps_its_404_and_405_bodies(service_client: httpx.As
 
 
 async def test_every_fixed_route_of_the_table_takes_the_direct_way() -> None:
-    from routes import ROUTES
-
     app = build_app(Settings(_env_file=None))  # type: ignore[call-arg]
     fixed = [spec for spec in ROUTES if "{" not in spec.route]
     assert fixed and all(app.direct_handler(method, spec.path) is spec.handler for spec in fixed
