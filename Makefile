@@ -68,12 +68,19 @@ package: setup
 	$(BIN)/python scripts/package_marketplace.py
 
 # The benchmarks: key exchange, the proxy (without LiteLLM unless LITELLM=1; ARGS=... replaces that default,
-# as for bench-proxy), then the streams one pinned core holds (about 10 minutes). The usage benchmark runs apart
-# (`make bench-usage`: it takes minutes).
+# as for bench-proxy), Liutong's CPU per call by feature, then the streams one pinned core holds (about 10
+# minutes). The usage benchmark runs apart (`make bench-usage`: it takes minutes).
 bench: setup
 	$(BIN)/python -m bench.key_exchange
 	$(BIN)/python -m bench.proxy $(or $(ARGS),$(if $(filter 1,$(LITELLM)),,--no-litellm))
+	$(BIN)/python -m bench.budget
 	$(BIN)/python -m bench.streams
+
+# In process, pinned: CPU per non-streamed call of the floor and of Liutong as deployed, without its usage record,
+# without its limits, without both. ARGS=..., e.g. ARGS="--rounds 5 --calls 10000".
+.PHONY: bench-budget
+bench-budget: setup
+	$(BIN)/python -m bench.budget $(ARGS)
 
 # Concurrent long streams through Liutong and the floor, each pinned to one core, N stepping up until the added
 # time to first token or chunk lateness breaks its bound. ARGS=..., e.g. ARGS="--steps 100,500 --duration 10".
