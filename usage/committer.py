@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from usage.groups import Group, add_record, group_of, zero
 from usage.partition import PartitionState, aggregate_entity, existing, header_entity, load_state
 from usage.records import UsageRecord
-from usage.store import Op, TransactionConflict, UsageStore, partition_key, row_key, split_partition, to_entity
+from usage.store import Op, TransactionConflict, UsageStore, partition_key, raw_row_op, row_key, split_partition
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +157,7 @@ def _next(state: PartitionState, records: list[UsageRecord]) -> tuple[PartitionS
     """The state after these records, and the transaction that gets there."""
     counts = dict(state.counts)
     changed: set[Group] = set()
-    shard = split_partition(state.partition)[1]
-    ops = [Op("insert", to_entity(record, shard)) for record in records]
+    ops = [raw_row_op(record, state.partition) for record in records]  # write() grouped them by partition_key
     for record in records:
         group = group_of(record)
         if group not in changed:

@@ -22,7 +22,7 @@ from core.tables import Tables
 from tests.usage.support import create_usage_tables
 from usage import journal as usage_journal
 from usage.records import UsageRecord
-from usage.store import RAW_ROWS, UsageStore, row_key, to_entity
+from usage.store import RAW_ROWS, UsageStore, raw_row_op, row_key, to_entity
 from usage.writer import UsageWriter
 
 FIELDS = {field.name for field in dataclasses.fields(UsageRecord)}
@@ -155,7 +155,7 @@ async def test_sync_mode_group_commits_concurrent_records(
         (datetime(2026, 11, 23, 2, 30, 1, 999), "req-naive-at"),  # naive = UTC
     ],
 )
-async def test_entity_holds_every_field_and_matches_the_sdk_encoding(
+async def test_entity_and_raw_row_op_hold_every_field_and_match_the_sdk_encoding(
     usage_tables: Tables, usage_settings: Any, at: datetime | None, request_id: str | None
 ) -> None:
     record = make_record(at, resource_usage_id=None, estimated=True, unit="character", quantity=12, auto=True,
@@ -165,11 +165,15 @@ async def test_entity_holds_every_field_and_matches_the_sdk_encoding(
     entity = to_entity(record, "fast01")
     await UsageStore(usage_tables.table("usage")).commit([entity])
     await UsageStore(usage_tables.table("usage"), use_sdk=True).commit([{**entity, "PartitionKey": "sdk"}])
+    raw = raw_row_op(record, "raw01")  # the writer's path: encoded once
+    assert raw.kind == "insert" and raw.entity == {**entity, "PartitionKey": "raw01"}
+    await UsageStore(usage_tables.table("usage")).apply([raw])
 
-    fast, sdk = sorted(await rows(usage_tables), key=lambda row: row["PartitionKey"])
+    fast, raw_row, sdk = sorted(await rows(usage_tables), key=lambda row: row["PartitionKey"])
     assert set(fast) == FIELDS - {"resource_usage_id"} | {"PartitionKey", "RowKey"}
-    fast.pop("PartitionKey"), sdk.pop("PartitionKey")
+    fast.pop("PartitionKey"), raw_row.pop("PartitionKey"), sdk.pop("PartitionKey")
     assert fast == sdk
+    assert raw_row == sdk
     assert fast["at"] == record.at.replace(tzinfo=UTC) and fast["estimated"] is True and fast["total_tokens"] == 15
     assert fast["RowKey"] == row_key(record) and fast["request_id"] == record.request_id
 
