@@ -131,9 +131,9 @@ def to_entity(record: UsageRecord, shard: str) -> Entity:
 
 
 def raw_row_op(record: UsageRecord, partition: str) -> Op:
-    """The insert of one record's raw row, the same row as to_entity's, encoded here once: on the write path of
-    every call, with `partition` (partition_key of the record's hour) already known, this costs about half of
-    to_entity plus the generic encoder (3.0 against 6.2 µs measured)."""
+    """The insert of one record's raw row, the same row (and JSON) as to_entity's, encoded here once: on the write
+    path of every call, with `partition` (partition_key of the record's hour) already known, it costs 4.5-5.6 µs
+    against 7.0-7.2 µs for to_entity plus the generic encoder (timeit, 2026-12-06)."""
     entity: Entity = {"PartitionKey": partition, "RowKey": row_key(record)}
     for name, value in vars(record).items():
         if value is not None:
