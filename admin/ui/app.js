@@ -68,11 +68,12 @@ function topTeams(report) {
   const teams = new Map();
   for (const row of report.data) {
     const name = row.team ?? '(none)';
-    const team = teams.get(name) || { name, requests: 0, errors: 0, tokens: 0, reasoning: 0 };
+    const team = teams.get(name) || { name, requests: 0, errors: 0, tokens: 0, reasoning: 0, byok: 0 };
     team.requests += row.requests;
     team.errors += row.errors;
     team.tokens += row.total_tokens;
     team.reasoning += row.reasoning_tokens ?? 0;
+    team.byok += row.byok_requests ?? 0;
     teams.set(name, team);
   }
   return [...teams.values()]
@@ -87,12 +88,12 @@ function renderTeams(report) {
     row.append(
       cell('th', team.name), cell('td', formatNumber(team.requests), 'num'),
       cell('td', formatNumber(team.errors), 'num'), cell('td', formatNumber(team.tokens), 'num'),
-      cell('td', formatNumber(team.reasoning), 'num'),
+      cell('td', formatNumber(team.reasoning), 'num'), cell('td', formatNumber(team.byok), 'num'),
     );
     row.firstChild.scope = 'row';
     return row;
   });
-  fillRows($('teams'), rows, 5, 'No usage in this range.');
+  fillRows($('teams'), rows, 6, 'No usage in this range.');
 }
 
 function renderMetering(summaryPage, errorPage) {

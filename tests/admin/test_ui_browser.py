@@ -198,7 +198,8 @@ async def test_the_page_shows_the_seeded_usage_and_metering(
     rows = await page.eval_on_selector_all(
         "#teams tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
     )
-    assert [(name, number(a), number(b), number(c), number(d)) for name, a, b, c, d in rows] == expected_teams
+    assert [(name, *map(number, counts)) for name, *counts in rows] == expected_teams
+    assert all(row[5] for row in expected_teams), "every top team has BYOK calls: the column is checked, not zeros"
     assert await page.locator("#teams img").count() == 0, "team names are text, never markup"
 
     refused = await page.eval_on_selector_all(

@@ -48,7 +48,7 @@ def usage_records(now: datetime) -> list[UsageRecord]:
             plan_id=PLANS[i % 3], model_alias=MODELS[(i // 3) % 3], endpoint="chat.completions",
             status=500 if failed else 200, latency_ms=120, prompt_tokens=tokens // 2,
             completion_tokens=tokens - tokens // 2, total_tokens=tokens, plan_tokens=tokens,
-            deployment_id="dep-1", reasoning_tokens=(tokens - tokens // 2) // 3,
+            deployment_id="dep-1", reasoning_tokens=(tokens - tokens // 2) // 3, byok=i % 5 == 2,
         ))
     for i in range(2):
         records.append(UsageRecord(
@@ -136,8 +136,8 @@ def legend(segments: dict[tuple[str, str], int]) -> list[str]:
 
 def top_teams(
     records: list[UsageRecord], window: tuple[datetime, datetime]
-) -> list[tuple[str, int, int, int, int]]:
-    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+) -> list[tuple[str, int, int, int, int, int]]:
+    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
     for record in records:
         if window[0] <= record.at < window[1]:
             team = sums[record.team]
@@ -145,7 +145,8 @@ def top_teams(
             team[1] += record.status >= 400
             team[2] += record.total_tokens
             team[3] += record.reasoning_tokens
-    rows = [(name, requests, errors, tokens, reasoning) for name, (requests, errors, tokens, reasoning) in sums.items()]
+            team[4] += record.byok
+    rows = [(name, c[0], c[1], c[2], c[3], c[4]) for name, c in sums.items()]
     return sorted(rows, key=lambda row: (-row[3], -row[1], row[0]))[:10]
 
 
